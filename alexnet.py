@@ -1,0 +1,303 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) as the paper built it.
+
+A TF1-style graph of low-level ops split into two towers, one per device, as
+the paper split it over two GTX 580 GPUs (Section 3.2, Figure 2). Tower "a" and
+tower "b" each hold half of every layer's kernels; they exchange activations
+only at conv3, fc6, fc7 and fc8, which read both towers' previous outputs.
+
+    python alexnet.py [--input-size 227] [--num-classes 1000]
+
+prints the layer table (towers, output shape, parameters, multiply-adds).
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # keep TensorFlow's start-up chatter out of the output
+import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+# --- the paper's constants ---------------------------------------------------
+INPUT_SIZE = 227          # 224 in the paper's text; 227 makes conv1's 11x11/4 give 55x55 (see README)
+NUM_CLASSES = 1000        # ILSVRC-2012 classes
+TOWERS = ('a', 'b')       # two GPUs, Section 3.2
+
+CONV1_KERNEL, CONV1_STRIDE = 11, 4   # 96 kernels of 11x11x3, stride 4 (Section 3.5)
+CONV2_KERNEL = 5                     # 256 kernels of 5x5x48
+CONV345_KERNEL = 3                   # 384, 384, 256 kernels of 3x3
+CONV1_FILTERS = 48                   # per tower: 96 in all
+CONV2_FILTERS = 128                  # per tower: 256 in all
+CONV3_FILTERS = 192                  # per tower: 384 in all
+CONV4_FILTERS = 192                  # per tower: 384 in all
+CONV5_FILTERS = 128                  # per tower: 256 in all
+FC_UNITS = 2048                      # per tower: 4096 in fc6 and fc7
+
+LRN_DEPTH_RADIUS = 2      # n = 5 adjacent kernel maps: 2 on each side (Section 3.3)
+LRN_BIAS = 2.0            # k = 2
+LRN_ALPHA = 1e-4          # alpha = 10^-4, not divided by n (paper's formula, unlike Caffe)
+LRN_BETA = 0.75           # beta = 0.75
+
+POOL_SIZE, POOL_STRIDE = 3, 2   # overlapping pooling, z = 3, s = 2 (Section 3.4)
+DROPOUT_RATE = 0.5        # fc6 and fc7 outputs dropped with probability 0.5 (Section 4.2)
+INIT_STDDEV = 0.01        # weights from N(0, 0.01) (Section 5)
+BIAS_ONE, BIAS_ZERO = 1.0, 0.0  # biases 1 in conv2, conv4, conv5, fc6, fc7; 0 elsewhere (Section 5)
+
+
+# --- sizes -------------------------------------------------------------------
+def _pool_out(n):
+    return (n - POOL_SIZE) // POOL_STRIDE + 1
+
+
+def feature_sizes(input_size):
+    """Spatial sizes after conv1, pool1, pool2 and pool5 for a square input."""
+    conv1 = (input_size - CONV1_KERNEL) // CONV1_STRIDE + 1
+    pool1 = _pool_out(conv1)
+    pool2 = _pool_out(pool1)   # conv2..conv5 keep the size ('SAME' padding)
+    pool5 = _pool_out(pool2)
+    return conv1, pool1, pool2, pool5
+
+
+def _min_input_size():
+    size = CONV1_KERNEL
+    while feature_sizes(size)[-1] < 1:
+        size += 1
+    return size
+
+
+MIN_INPUT_SIZE = _min_input_size()   # 67: the smallest input that leaves pool5 non-empty
+
+
+def check_input_size(input_size):
+    if not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
+        raise ValueError(f'input size {input_size} is too small for AlexNet: pool5 would be '
+                         f'empty; use a square input of at least {MIN_INPUT_SIZE} pixels '
+                         f'(the paper uses {INPUT_SIZE})')
+
+
+def split_classes(num_classes):
+    """Class scores per tower: tower a takes the larger half when the count is odd."""
+    if num_classes < 2:
+        raise ValueError(f'num_classes must be at least 2, got {num_classes}')
+    return (num_classes + 1) // 2, num_classes // 2
+
+
+# --- devices -----------------------------------------------------------------
+def default_devices():
+    """Two GPUs: one tower each; one GPU: both on it; no GPU: both on the CPU."""
+    gpus = tf.config.list_logical_devices('GPU')
+    if len(gpus) >= 2:
+        return '/gpu:0', '/gpu:1'
+    if len(gpus) == 1:
+        return '/gpu:0', '/gpu:0'
+    return '/cpu:0', '/cpu:0'
+
+
+def parse_devices(devices):
+    """Check tower devices ('/gpu:0,/gpu:1', a list, or None for the default)."""
+    if devices is None or devices == '':
+        return default_devices()
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(',')]
+    devices = tuple(devices)
+    if len(devices) == 1:
+        devices = devices * 2
+    if len(devices) != 2:
+        raise ValueError(f'expected two tower devices such as /gpu:0,/gpu:1, got {",".join(devices)}')
+    for device in devices:
+        try:
+            spec = tf.DeviceSpec.from_string(device)
+        except (ValueError, TypeError):
+            spec = None
+        if spec is None or spec.device_type is None or spec.device_type.upper() not in ('CPU', 'GPU'):
+            raise ValueError(f'bad device string {device!r}: write /cpu:0, /gpu:0, /gpu:1, ...')
+    return devices
+
+
+def session_config(precision='fp32', log_placement=False):
+    """Session config: soft placement (a GPU checkpoint loads on a CPU) and precision."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
+                                      log_device_placement=log_placement)
+    on = rewriter_config_pb2.RewriterConfig.ON
+    rewrite = config.graph_options.rewrite_options
+    if precision == 'bf16':   # oneDNN rewrites the graph to bf16; LRN stays fp32 behind casts
+        rewrite.auto_mixed_precision_onednn_bfloat16 = on
+    elif precision == 'fp16':  # CUDA fp16 rewrite (GPU only); train.py adds loss scaling
+        rewrite.auto_mixed_precision = on
+    elif precision != 'fp32':
+        raise ValueError(f'unknown precision {precision!r}: use fp32, bf16 or fp16')
+    return config
+
+
+# --- layers ------------------------------------------------------------------
+# Every op is named after its layer and tower (conv3_a, pool1_b, ...): the tests
+# read the placement and the cross-tower links off those names.
+
+def _weights(shape):
+    init = tf.compat.v1.random_normal_initializer(stddev=INIT_STDDEV)
+    return tf.compat.v1.get_variable('weights', shape, tf.float32, init)
+
+
+def _biases(size, value):
+    init = tf.compat.v1.constant_initializer(value)
+    return tf.compat.v1.get_variable('biases', [size], tf.float32, init)
+
+
+def _join(inputs):
+    """A list of inputs is the paper's cross-GPU link: read both towers' activations."""
+    return tf.concat(inputs, axis=-1) if isinstance(inputs, list) else inputs
+
+
+def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME'):
+    with tf.compat.v1.variable_scope(name):
+        x = _join(inputs)
+        w = _weights([kernel, kernel, int(x.shape[-1]), filters])
+        x = tf.nn.conv2d(x, w, strides=stride, padding=padding)
+        return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias)))
+
+
+def fc(name, inputs, units, bias, relu=True):
+    with tf.compat.v1.variable_scope(name):
+        x = _join(inputs)
+        w = _weights([int(x.shape[-1]), units])
+        x = tf.nn.bias_add(tf.matmul(x, w), _biases(units, bias))
+        return tf.nn.relu(x) if relu else x
+
+
+def lrn(name, inputs):
+    """Local response normalisation, the paper's formula (Section 3.3)."""
+    return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                              alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+
+
+def max_pool(name, inputs):
+    return tf.nn.max_pool2d(inputs, POOL_SIZE, POOL_STRIDE, padding='VALID', name=name)
+
+
+def flatten(name, inputs):
+    return tf.reshape(inputs, [-1, int(inputs.shape[1]) * int(inputs.shape[2]) * int(inputs.shape[3])],
+                      name=name)
+
+
+def dropout(name, inputs, training, seed=None):
+    """Dropout in training only (Section 4.2); evaluation is deterministic."""
+    with tf.name_scope(name):
+        if training is False:
+            return inputs
+        if training is True:
+            return tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed)
+        return tf.cond(training, lambda: tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed),
+                       lambda: inputs)
+
+
+# --- the network (Figure 2) --------------------------------------------------
+def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None):
+    """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
+
+    `training` (a Python bool or a bool tensor) switches dropout on. Variables are
+    created with get_variable, so calling this again under a reusing variable
+    scope builds another graph (e.g. for evaluation) on the same weights.
+    """
+    size = int(images.shape[1])
+    check_input_size(size)
+    if int(images.shape[2]) != size:
+        raise ValueError(f'AlexNet needs square inputs, got {images.shape[1]}x{images.shape[2]}')
+    devices = parse_devices(devices)
+    classes = split_classes(num_classes)
+    pool2, pool5, fc6, fc7, fc8 = {}, {}, {}, {}, {}
+
+    for t, device in zip(TOWERS, devices):      # each tower sees the whole image
+        with tf.device(device):
+            x = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
+                     stride=CONV1_STRIDE, padding='VALID')
+            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x))
+            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE)
+            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x))
+
+    for t, device in zip(TOWERS, devices):      # conv3 reads both towers
+        with tf.device(device):
+            x = conv(f'conv3_{t}', [pool2['a'], pool2['b']], CONV345_KERNEL, CONV3_FILTERS, BIAS_ZERO)
+            x = conv(f'conv4_{t}', x, CONV345_KERNEL, CONV4_FILTERS, BIAS_ONE)
+            x = conv(f'conv5_{t}', x, CONV345_KERNEL, CONV5_FILTERS, BIAS_ONE)
+            pool5[t] = flatten(f'flatten5_{t}', max_pool(f'pool5_{t}', x))
+
+    for t, device in zip(TOWERS, devices):      # fc6 reads both towers
+        with tf.device(device):
+            x = fc(f'fc6_{t}', [pool5['a'], pool5['b']], FC_UNITS, BIAS_ONE)
+            fc6[t] = dropout(f'dropout6_{t}', x, training, dropout_seed)
+
+    for t, device in zip(TOWERS, devices):      # fc7 reads both towers
+        with tf.device(device):
+            x = fc(f'fc7_{t}', [fc6['a'], fc6['b']], FC_UNITS, BIAS_ONE)
+            fc7[t] = dropout(f'dropout7_{t}', x, training, dropout_seed)
+
+    for t, device, n in zip(TOWERS, devices, classes):   # fc8 reads both; each tower scores its half
+        with tf.device(device):
+            fc8[t] = fc(f'fc8_{t}', [fc7['a'], fc7['b']], n, BIAS_ZERO, relu=False)
+
+    with tf.device(devices[0]):
+        return tf.concat([fc8['a'], fc8['b']], axis=-1, name='logits')
+
+
+FEATURE_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5')   # conv1..pool5: the feature extractor
+
+
+# --- the layer table ---------------------------------------------------------
+def layer_table(input_size=INPUT_SIZE, num_classes=NUM_CLASSES):
+    """Rows (layer, towers, output shape, params, multiply-adds), computed from the sizes."""
+    check_input_size(input_size)
+    c1, p1, p2, p5 = feature_sizes(input_size)
+    fc8_a, fc8_b = split_classes(num_classes)
+    rows = []
+
+    def conv_row(name, reads, size, kernel, cin, cout):
+        params = 2 * (kernel * kernel * cin * cout + cout)
+        macs = 2 * size * size * cout * kernel * kernel * cin
+        rows.append((name, reads, f'{size}x{size}x{2 * cout}', params, macs))
+
+    conv_row('conv1', 'image', c1, CONV1_KERNEL, 3, CONV1_FILTERS)
+    rows.append(('pool1', 'own', f'{p1}x{p1}x{2 * CONV1_FILTERS}', 0, 0))
+    conv_row('conv2', 'own', p1, CONV2_KERNEL, CONV1_FILTERS, CONV2_FILTERS)
+    rows.append(('pool2', 'own', f'{p2}x{p2}x{2 * CONV2_FILTERS}', 0, 0))
+    conv_row('conv3', 'both', p2, CONV345_KERNEL, 2 * CONV2_FILTERS, CONV3_FILTERS)
+    conv_row('conv4', 'own', p2, CONV345_KERNEL, CONV3_FILTERS, CONV4_FILTERS)
+    conv_row('conv5', 'own', p2, CONV345_KERNEL, CONV4_FILTERS, CONV5_FILTERS)
+    rows.append(('pool5', 'own', f'{p5}x{p5}x{2 * CONV5_FILTERS}', 0, 0))
+    fan_in = p5 * p5 * 2 * CONV5_FILTERS
+    for name, cin, (ua, ub) in (('fc6', fan_in, (FC_UNITS, FC_UNITS)),
+                                ('fc7', 2 * FC_UNITS, (FC_UNITS, FC_UNITS)),
+                                ('fc8', 2 * FC_UNITS, (fc8_a, fc8_b))):
+        rows.append((name, 'both', f'{ua + ub}', cin * (ua + ub) + ua + ub, cin * (ua + ub)))
+    return rows
+
+
+def count(input_size=INPUT_SIZE, num_classes=NUM_CLASSES):
+    """(parameters, multiply-adds per image) of the whole network."""
+    rows = layer_table(input_size, num_classes)
+    return sum(r[3] for r in rows), sum(r[4] for r in rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Print the AlexNet layer table.')
+    parser.add_argument('-i', '--input-size', type=int, default=INPUT_SIZE,
+                        help=f'square input size in pixels (default {INPUT_SIZE}, at least {MIN_INPUT_SIZE})')
+    parser.add_argument('-n', '--num-classes', type=int, default=NUM_CLASSES,
+                        help=f'number of classes (default {NUM_CLASSES})')
+    args = parser.parse_args(argv)
+    try:
+        rows = layer_table(args.input_size, args.num_classes)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'AlexNet, two towers (a, b), input {args.input_size}x{args.input_size}x3, '
+          f'{args.num_classes} classes')
+    print(f'{"layer":6} {"each tower reads":>17} {"output (a+b)":>13} {"params":>12} {"mult-adds":>13}')
+    for name, reads, shape, params, macs in rows:
+        reads = {'image': 'the image', 'own': 'its own tower', 'both': 'both towers'}[reads]
+        print(f'{name:6} {reads:>17} {shape:>13} {params:>12,} {macs:>13,}')
+    params, macs = count(args.input_size, args.num_classes)
+    print(f'params {params} macs {macs}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

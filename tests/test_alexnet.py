@@ -1,0 +1,243 @@
+"""The graph: sizes, placement on two devices, cross-tower links, paper constants."""
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import alexnet
+
+TWO_CPUS = ('/cpu:0', '/cpu:1')
+
+
+def two_cpu_session(graph):
+    """A session with two logical CPU devices, one per tower."""
+    config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
+    return tf.compat.v1.Session(graph=graph, config=config)
+
+
+def build(input_size=alexnet.MIN_INPUT_SIZE, num_classes=10, training=False, batch=2,
+          devices=TWO_CPUS, seed=None):
+    graph = tf.Graph()
+    with graph.as_default():
+        if seed is not None:
+            tf.compat.v1.set_random_seed(seed)
+        images = tf.compat.v1.placeholder(tf.float32, [batch, input_size, input_size, 3])
+        logits = alexnet.inference(images, num_classes, training=training, devices=devices)
+    return graph, images, logits
+
+
+def independent_counts(size, classes):
+    """Parameters and multiply-adds from the paper's layer table, written out by hand."""
+    def out(n, k, s):
+        return (n - k) // s + 1
+    c1 = out(size, 11, 4)
+    p1 = out(c1, 3, 2)
+    p2 = out(p1, 3, 2)
+    p5 = out(p2, 3, 2)
+    convs = [  # (output size, kernel, input channels seen by one tower, kernels of both towers)
+        (c1, 11, 3, 96), (p1, 5, 48, 256), (p2, 3, 256, 384), (p2, 3, 192, 384), (p2, 3, 192, 256)]
+    params = sum(k * k * cin * cout + cout for _, k, cin, cout in convs)
+    macs = sum(n * n * cout * k * k * cin for n, k, cin, cout in convs)
+    fcs = [(p5 * p5 * 256, 4096), (4096, 4096), (4096, classes)]
+    params += sum(i * o + o for i, o in fcs)
+    macs += sum(i * o for i, o in fcs)
+    return params, macs
+
+
+def test_default_counts_match_the_paper():
+    assert alexnet.count() == (60965224, 724406816)
+    assert independent_counts(227, 1000) == (60965224, 724406816)
+
+
+def test_main_prints_table_and_last_line(capsys):
+    assert alexnet.main([]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == 'params 60965224 macs 724406816'
+    assert any(line.startswith('conv3') and 'both towers' in line for line in lines)
+    assert alexnet.main(['--input-size', '131', '--num-classes', '11']) == 0
+    params, macs = independent_counts(131, 11)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f'params {params} macs {macs}'
+
+
+@pytest.mark.parametrize('size,classes', [(131, 11), (67, 2), (300, 37)])
+def test_graph_variables_match_the_counts(size, classes):
+    graph, _, logits = build(size, classes)
+    with graph.as_default():
+        n_params = sum(int(np.prod(v.shape)) for v in tf.compat.v1.global_variables())
+    assert n_params == independent_counts(size, classes)[0] == alexnet.count(size, classes)[0]
+    assert logits.shape.as_list() == [2, classes]
+
+
+def test_odd_class_count_splits_unevenly():
+    graph, _, _ = build(num_classes=11)
+    with graph.as_default():
+        shapes = {v.op.name: v.shape.as_list() for v in tf.compat.v1.global_variables()}
+    assert shapes['fc8_a/biases'] == [6] and shapes['fc8_b/biases'] == [5]
+    assert shapes['fc6_a/weights'] == [256, 2048]      # pool5 1x1x256 for a 67-pixel input
+
+
+def test_too_small_input_and_bad_devices_fail_clearly():
+    with pytest.raises(ValueError, match='too small.*at least 67'):
+        build(input_size=66)
+    with pytest.raises(ValueError, match='bad device string'):
+        alexnet.parse_devices('/tpu:0,/gpu:1')
+    with pytest.raises(ValueError, match='bad device string'):
+        alexnet.parse_devices('gpu0,gpu1')
+    with pytest.raises(ValueError, match='two tower devices'):
+        alexnet.parse_devices('/gpu:0,/gpu:1,/gpu:2')
+    assert alexnet.parse_devices('/cpu:0') == ('/cpu:0', '/cpu:0')
+    assert alexnet.parse_devices(None) == ('/cpu:0', '/cpu:0')    # no GPU on the test machine
+    assert alexnet.main(['--input-size', '50']) == 2
+
+
+TAG = re.compile(r'^([a-z]+\d)_([ab])(/|$)')
+
+
+def tag(op_name):
+    """('conv3', 'a') for 'conv3_a/Conv2D'; None for ops outside the towers."""
+    m = TAG.match(op_name)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def test_every_tower_op_runs_on_its_own_device():
+    graph, images, logits = build(training=True)
+    options = tf.compat.v1.RunOptions(output_partition_graphs=True)
+    placed = {}                                   # op name -> device it ran on
+    with two_cpu_session(graph) as sess:
+        for fetch, feed in ((tf.compat.v1.variables_initializer(graph.get_collection('variables')), None),
+                            (logits, {images: np.zeros([2, 67, 67, 3], np.float32)})):
+            run_metadata = tf.compat.v1.RunMetadata()
+            sess.run(fetch, feed, options=options, run_metadata=run_metadata)
+            for partition in run_metadata.partition_graphs:
+                placed.update({node.name: node.device for node in partition.node})
+    tower_ops = [op for op in graph.get_operations() if tag(op.name)]
+    assert len(tower_ops) > 100
+    expected = {'a': 'CPU:0', 'b': 'CPU:1'}
+    for op in tower_ops:
+        want = expected[tag(op.name)[1]]
+        if op.device:
+            assert op.device.upper().endswith(want), (op.name, op.device)
+        else:                                     # initialisers: colocated with their variable
+            assert all(tag(g.decode()[5:])[1] == tag(op.name)[1] for g in op.colocation_groups()), op.name
+        if op.name in placed:                     # constant-folded ops never reach a partition
+            assert placed[op.name].endswith(want), (op.name, placed[op.name])
+    # Both devices really did work: the heavy ops of each tower (fused with bias and ReLU
+    # by the graph optimiser, hence the name) ran there.
+    for layer in ('conv1', 'conv2', 'conv3', 'conv5', 'fc6', 'fc7'):
+        assert placed[f'{layer}_a/Relu'].endswith('CPU:0'), layer
+        assert placed[f'{layer}_b/Relu'].endswith('CPU:1'), layer
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_towers_exchange_activations_only_at_conv3_and_the_fc_layers(training):
+    graph, _, _ = build(training=training)
+    crossings = set()
+    for op in graph.get_operations():
+        mine = tag(op.name)
+        if not mine:
+            continue
+        for inp in op.inputs:
+            theirs = tag(inp.op.name)
+            if theirs and theirs[1] != mine[1]:
+                crossings.add(mine[0])
+                assert op.type == 'ConcatV2', (op.name, inp.op.name)
+    assert crossings == {'conv3', 'fc6', 'fc7', 'fc8'}
+
+    def reads(layer, tower):
+        """Towers of the previous layer's outputs that this layer's main op reads."""
+        main = [op for op in graph.get_operations()
+                if tag(op.name) == (layer, tower) and op.type in ('Conv2D', 'MatMul')][0]
+        seen, towers, stack = set(), set(), [main]
+        while stack:
+            op = stack.pop()
+            for inp in op.inputs:
+                t = tag(inp.op.name)
+                if t == (layer, tower):
+                    if inp.op.name not in seen:
+                        seen.add(inp.op.name)
+                        stack.append(inp.op)
+                elif t:
+                    towers.add(t[1])
+        return towers
+
+    for tower in 'ab':
+        for layer in ('conv2', 'conv4', 'conv5'):
+            assert reads(layer, tower) == {tower}, layer
+        for layer in ('conv3', 'fc6', 'fc7', 'fc8'):
+            assert reads(layer, tower) == {'a', 'b'}, layer
+
+
+def paper_lrn(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
+    """b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta, Section 3.3."""
+    channels = a.shape[-1]
+    b = np.empty_like(a)
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        b[..., i] = a[..., i] / (k + alpha * np.sum(a[..., lo:hi + 1] ** 2, axis=-1)) ** beta
+    return b
+
+
+def test_normalisation_is_the_papers_formula():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 30, size=(2, 5, 5, 48)).astype(np.float32)   # large values: alpha matters
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        got = sess.run(alexnet.lrn('lrn', tf.constant(a)))
+    want = paper_lrn(a.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert np.abs(want - a / 2 ** 0.75).max() > 1e-2     # the sum really changes the result
+
+
+def test_initialisation_statistics():
+    graph, _, _ = build(input_size=227, num_classes=1000)
+    with graph.as_default(), two_cpu_session(graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        values = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
+    ones = {'conv2', 'conv4', 'conv5', 'fc6', 'fc7'}
+    for name, value in values.items():
+        layer = name.split('_')[0]
+        if name.endswith('biases'):
+            np.testing.assert_array_equal(value, 1.0 if layer in ones else 0.0, err_msg=name)
+        else:
+            assert abs(value.mean()) < 0.01 * 5 / np.sqrt(value.size), name
+            assert abs(value.std() - 0.01) < 0.0005, (name, value.std())
+    assert len(values) == 32     # 8 layers x 2 towers x (weights, biases)
+
+
+def test_evaluation_is_deterministic_and_training_is_not():
+    x = np.random.default_rng(1).normal(0, 50, size=(2, 67, 67, 3)).astype(np.float32)
+    for training, same in ((False, True), (True, False)):
+        graph, images, logits = build(training=training, seed=3)
+        with two_cpu_session(graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            first, second = sess.run(logits, {images: x}), sess.run(logits, {images: x})
+        assert np.array_equal(first, second) == same, training
+
+
+def test_gradients_reach_every_variable():
+    graph, images, logits = build(training=True, seed=4)
+    with graph.as_default():
+        labels = tf.constant([1, 7])
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        variables = tf.compat.v1.trainable_variables()
+        grads = tf.gradients(loss, variables)
+    assert all(g is not None for g in grads)
+    x = np.random.default_rng(2).normal(0, 50, size=(2, 67, 67, 3)).astype(np.float32)
+    with two_cpu_session(graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        values = sess.run(grads, {images: x})
+    for v, g in zip(variables, values):
+        assert np.abs(g).sum() > 0, v.op.name
+
+
+def test_session_config_allows_soft_placement_and_sets_precision():
+    assert alexnet.session_config().allow_soft_placement
+    rewrite = alexnet.session_config('bf16').graph_options.rewrite_options
+    assert rewrite.auto_mixed_precision_onednn_bfloat16 == rewrite.ON
+    with pytest.raises(ValueError, match='unknown precision'):
+        alexnet.session_config('int4')
+    # a graph placed on a GPU runs on the CPU with that config
+    graph, images, logits = build(devices=('/gpu:0', '/gpu:1'))
+    with tf.compat.v1.Session(graph=graph, config=alexnet.session_config()) as sess:
+        sess.run(tf.compat.v1.variables_initializer(graph.get_collection('variables')))
+        assert sess.run(logits, {images: np.zeros([2, 67, 67, 3], np.float32)}).shape == (2, 10)
