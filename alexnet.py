@@ -12,6 +12,7 @@ prints the layer table (towers, output shape, parameters, multiply-adds).
 import argparse
 import os
 import sys
+import zlib
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # keep TensorFlow's start-up chatter out of the output
 import tensorflow as tf
@@ -113,10 +114,13 @@ def parse_devices(devices):
     return devices
 
 
-def session_config(precision='fp32', log_placement=False):
-    """Session config: soft placement (a GPU checkpoint loads on a CPU) and precision."""
+def session_config(precision='fp32', devices=None):
+    """Session config: soft placement (a GPU checkpoint loads on a CPU), precision, and
+    as many logical CPU devices as the towers name (/cpu:0,/cpu:1 gives two)."""
+    cpus = [tf.DeviceSpec.from_string(d).device_index or 0 for d in (devices or [])
+            if (tf.DeviceSpec.from_string(d).device_type or '').upper() == 'CPU']
     config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
-                                      log_device_placement=log_placement)
+                                      device_count={'CPU': max(cpus, default=0) + 1})
     on = rewriter_config_pb2.RewriterConfig.ON
     rewrite = config.graph_options.rewrite_options
     if precision == 'bf16':   # oneDNN rewrites the graph to bf16; LRN stays fp32 behind casts
@@ -179,14 +183,24 @@ def flatten(name, inputs):
 
 
 def dropout(name, inputs, training, seed=None):
-    """Dropout in training only (Section 4.2); evaluation is deterministic."""
+    """Dropout in training only (Section 4.2); evaluation is deterministic.
+
+    `seed` may be an int32 tensor of shape [2] (e.g. the run's seed and the global
+    step): the masks are then a pure function of it, so a resumed run draws the
+    same masks as one that never stopped.
+    """
+    def drop():
+        if seed is not None and isinstance(seed, tf.Tensor):
+            layer_seed = seed + tf.constant([zlib.crc32(name.encode()) % 65536, 0], seed.dtype)
+            return tf.nn.experimental.stateless_dropout(inputs, DROPOUT_RATE, layer_seed)
+        return tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed)
+
     with tf.name_scope(name):
         if training is False:
             return inputs
         if training is True:
-            return tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed)
-        return tf.cond(training, lambda: tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed),
-                       lambda: inputs)
+            return drop()
+        return tf.cond(training, drop, lambda: inputs)
 
 
 # --- the network (Figure 2) --------------------------------------------------

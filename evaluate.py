@@ -1,0 +1,52 @@
+"""Evaluation shared by train.py (validation), test.py and classify.py.
+
+Crops of each image go through the network as one batch, their softmax outputs
+are averaged (the paper's Section 4.1 averages 10 crops), and top-k hits are
+counted in NumPy.
+"""
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+import alexnet
+
+
+def crop_probabilities(crops, num_classes, devices=None):
+    """Average softmax over crops: float [B, n, s, s, 3] -> [B, num_classes]."""
+    size, n = int(crops.shape[2]), int(crops.shape[1])
+    flat = tf.reshape(crops, [-1, size, size, 3])
+    logits = alexnet.inference(flat, num_classes, training=False, devices=devices)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32))
+    return tf.reduce_mean(tf.reshape(probs, [-1, n, num_classes]), axis=1)
+
+
+def top_k_hits(probs, labels, k):
+    """Bool [B]: is the label among the k highest probabilities (ties: lower index first)?"""
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind='stable')[:, :k]
+    return (top == np.asarray(labels)[:, None]).any(axis=1)
+
+
+def run(sess, probs, labels, init_op=None, total=None, top_k=5, progress=True, desc='eval',
+        feed_dict=None):
+    """Run an evaluation iterator to its end. Returns dict(top1, topk, loss, count, k)."""
+    if init_op is not None:
+        sess.run(init_op, feed_dict)
+    hits1 = hitsk = count = 0
+    loss = 0.0
+    bar = tqdm(total=total, desc=desc, unit='img', disable=not progress, leave=False)
+    while True:
+        try:
+            p, y = sess.run([probs, labels], feed_dict)
+        except tf.errors.OutOfRangeError:
+            break
+        hits1 += int(top_k_hits(p, y, 1).sum())
+        hitsk += int(top_k_hits(p, y, top_k).sum())
+        loss -= float(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).sum())
+        count += len(y)
+        bar.update(len(y))
+        bar.set_postfix_str(f'top-1 {100 * hits1 / count:.2f}% top-{top_k} {100 * hitsk / count:.2f}%')
+    bar.close()
+    n = max(count, 1)
+    return dict(top1=hits1 / n, topk=hitsk / n, loss=loss / n, count=count,
+                k=min(top_k, int(probs.shape[1])))

@@ -1,0 +1,243 @@
+"""train.py: learning, exact resume, crash safety, signals, schedule, logs, errors."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import checkpoints
+import train
+from schedule import LearningRate
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ['--input-size', '67', '--batch-size', '16', '--save-minutes', '60', '--log-steps', '2']
+
+
+def make_tree(root, classes=4, train_per_class=32, val_per_class=8, seed=0):
+    """A learnable class-folder dataset: each class a colour with a stripe direction, plus noise."""
+    rng = np.random.default_rng(seed)
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+    for split, n in (('train', train_per_class), ('val', val_per_class)):
+        for c in range(classes):
+            folder = root / split / f'class{c}'
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = np.full((40, 40, 3), colours[c], np.float32)
+                if c % 2:
+                    img[::4] *= 0.3
+                else:
+                    img[:, ::4] *= 0.3
+                img += rng.normal(0, 25, img.shape)
+                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f'{i}.png')
+    return root
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp('data'))
+
+
+def run_train(*args):
+    return train.main([str(a) for a in args])
+
+
+def variables(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
+
+
+def events(train_dir):
+    tags = {}
+    for path in glob.glob(os.path.join(train_dir, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return tags
+
+
+def test_learns_a_small_dataset_and_logs_it(tree, tmp_path):
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir,
+                     '--epochs', '8', *SMALL) == 0
+    prefix, meta = checkpoints.latest(str(run_dir))
+    assert meta['step'] == 8 * 8 and meta['epoch'] == 8
+    assert meta['class_names'] == ['class0', 'class1', 'class2', 'class3']
+    assert meta['best']['top1'] >= 0.75, meta['best']          # chance is 0.25
+    tags = events(str(run_dir))
+    losses = [v for _, v in tags['train/epoch_loss']]
+    assert losses[-1] < 0.7 * losses[0], losses
+    for tag in ('train/loss', 'train/top1', 'val/loss', 'val/top1', 'val/top5', 'learning_rate',
+                'images_per_second', 'inputs/image/0'):
+        assert tag in tags, tag
+    assert checkpoints.latest(str(run_dir / 'best'))[1]['best'] == meta['best']
+
+
+def test_resume_continues_exactly(tree, tmp_path):
+    common = ['--dataset', 'folder', '--data-dir', tree, *SMALL, '--epochs', '3']
+    assert run_train('-scratch', '--train-dir', tmp_path / 'straight', '--max-steps', 12, *common) == 0
+    assert run_train('-scratch', '--train-dir', tmp_path / 'stopped', '--max-steps', 5, *common) == 0
+    _, meta = checkpoints.latest(str(tmp_path / 'stopped'))
+    assert meta['step'] == 5
+    assert run_train('-resume', '--train-dir', tmp_path / 'stopped', '--max-steps', 12) == 0
+    a_prefix, a_meta = checkpoints.latest(str(tmp_path / 'straight'))
+    b_prefix, b_meta = checkpoints.latest(str(tmp_path / 'stopped'))
+    assert a_meta['step'] == b_meta['step'] == 12
+    assert a_meta['epoch'] == b_meta['epoch'] == 1.5
+    assert a_meta['learning_rate'] == b_meta['learning_rate']
+    a, b = variables(a_prefix), variables(b_prefix)
+    assert a.keys() == b.keys() and len(a) > 60        # weights, momentum slots, step, learning rate
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_scratch_refuses_to_overwrite_and_resume_needs_a_run(tree, tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir,
+                     '--max-steps', 1, *SMALL) == 0
+    capsys.readouterr()
+    assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL) == 2
+    assert 'already holds checkpoints' in capsys.readouterr().err
+    assert checkpoints.latest(str(run_dir))[1]['step'] == 1
+    assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir, '--overwrite',
+                     '--max-steps', 2, *SMALL) == 0
+    assert checkpoints.latest(str(run_dir))[1]['step'] == 2
+    assert run_train('-resume', '--train-dir', tmp_path / 'nothing') == 2
+    assert 'nothing to resume' in capsys.readouterr().err
+    assert run_train('-resume', '--train-dir', run_dir, '--batch-size', 32) == 2
+    assert 'cannot change on -resume' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--synthetic', '--batch-size', '0'], 'batch-size must be at least 1'),
+    (['--dataset', 'folder', '--data-dir', '/no/such/folder'], 'is not a folder'),
+    (['--synthetic', '--input-size', '40'], 'too small'),
+    (['--synthetic', '--devices', 'gpu0'], 'bad device string'),
+    (['--synthetic', '--lr-schedule', 'step'], 'needs --lr-steps'),
+])
+def test_bad_values_get_one_line_errors(argv, message, tmp_path, capsys):
+    assert run_train('-scratch', '--train-dir', tmp_path / 'run', *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith('error:') and 'Traceback' not in err
+
+
+def test_usage_without_mode_and_unknown_dataset(tmp_path, capsys):
+    for argv in ([], ['-scratch', '--dataset', 'mnist']):
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(argv)
+        assert exit_info.value.code == 2
+        assert 'usage:' in capsys.readouterr().err
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    args = ['--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL]
+    assert run_train('-scratch', '--max-steps', 2, *args) == 0
+    code = run_train('-resume', '--train-dir', run_dir, '--lr', '1e12', '--max-steps', 40)
+    err = capsys.readouterr().err
+    assert code == 1 and 'training diverged' in err and 'at step' in err
+    assert checkpoints.latest(str(run_dir))[1]['step'] == 2
+
+
+def test_plateau_lowers_the_rate_when_validation_stalls(tree, tmp_path):
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir,
+                     '--lr', '1e-9', '--patience', 1, '--epochs', 3, *SMALL) == 0
+    meta = checkpoints.latest(str(run_dir))[1]
+    assert meta['schedule']['drops'] >= 1 and meta['learning_rate'] < 1e-9
+    rates = [v for _, v in events(str(run_dir))['learning_rate']]
+    assert rates[0] == pytest.approx(1e-9) and rates[-1] < 1e-9
+
+
+def test_schedule_rules():
+    class A:
+        lr, lr_schedule, lr_steps, patience, min_improvement, max_drops = 0.01, 'plateau', '', 2, 0.01, 1
+    s = LearningRate(A())
+    for epoch, top1 in enumerate([0.1, 0.2, 0.205, 0.2, 0.3, 0.3, 0.3], 1):
+        s.end_epoch(epoch, top1)
+    assert s.rate == pytest.approx(0.001) and s.drops == 1     # stalled twice, then max_drops holds
+    restored = LearningRate(A(), s.state())
+    assert restored.state() == s.state()
+    A.lr_schedule, A.lr_steps = 'step', '2,4'
+    s = LearningRate(A())
+    rates = []
+    for epoch in range(1, 6):
+        s.end_epoch(epoch)
+        rates.append(s.rate)
+    np.testing.assert_allclose(rates, [0.01, 0.001, 0.001, 0.0001, 0.0001])
+
+
+def test_two_towers_on_two_logical_cpus_train_and_save_features(tmp_path):
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--synthetic', '--num-classes', 10, '--train-dir', run_dir,
+                     '--devices', '/cpu:0,/cpu:1', '--max-steps', 3, '--save-features', *SMALL) == 0
+    meta = checkpoints.latest(str(run_dir))[1]
+    assert meta['devices'] == '/cpu:0,/cpu:1' and meta['step'] == 3
+
+
+def test_warm_start_from_another_run(tree, tmp_path, capsys):
+    source = tmp_path / 'source'
+    assert run_train('-scratch', '--synthetic', '--num-classes', 10, '--train-dir', source,
+                     '--max-steps', 1, *SMALL) == 0
+    capsys.readouterr()
+    target = tmp_path / 'target'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', target,
+                     '--model_path', source, '--max-steps', 1, '--lr', '1e-12', *SMALL) == 0
+    out = capsys.readouterr().out
+    assert 'kept fresh: fc8_a/biases, fc8_a/weights, fc8_b/biases, fc8_b/weights' in out
+    a = variables(checkpoints.latest(str(source))[0])
+    b = variables(checkpoints.latest(str(target))[0])
+    np.testing.assert_allclose(a['conv1_a/weights'], b['conv1_a/weights'], atol=1e-6)
+
+
+def start_training(run_dir, *extra):
+    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.Popen(
+        [sys.executable, str(REPO / 'train.py'), '-scratch', '--synthetic', '--num-classes', '4',
+         '--train-dir', str(run_dir), '--epochs', '1000', *SMALL, *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigint_saves_and_exits_zero(tmp_path):
+    run_dir = tmp_path / 'run'
+    proc = start_training(run_dir)
+    try:
+        assert wait_for(lambda: glob.glob(str(run_dir / 'events.out.tfevents.*'))), 'training never started'
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert 'stopped by SIGINT' in out and 'Traceback' not in out
+    assert checkpoints.latest(str(run_dir))[1]['step'] >= 1
+
+
+def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
+    run_dir = tmp_path / 'run'
+    proc = start_training(run_dir, '--save-steps', '1', '--keep', '2')
+    try:
+        assert wait_for(lambda: (checkpoints.latest(str(run_dir)) or (None, {'step': 0}))[1]['step'] >= 3), \
+            'no checkpoints appeared'
+        proc.kill()                                  # SIGKILL, possibly in the middle of a save
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    saved = checkpoints.latest(str(run_dir))[1]['step']
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', saved + 2) == 0
+    assert checkpoints.latest(str(run_dir))[1]['step'] == saved + 2

@@ -1,0 +1,428 @@
+"""Train AlexNet with the paper's recipe (Section 5).
+
+    python train.py -scratch --dataset demo          # a few minutes, offline
+    python train.py -scratch --data-dir ILSVRC2012   # the paper's run
+    python train.py -resume                          # continue exactly where it stopped
+
+SGD, batch 128, momentum 0.9, weight decay 0.0005, learning rate 0.01 divided
+by 10 when the validation error stops improving. Checkpoints, TensorBoard logs
+and the best model go into the run folder (--train-dir, default runs/alexnet).
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+import alexnet
+import checkpoints
+import datasets
+import evaluate
+import preprocessing
+from datasets import DataError
+from schedule import LearningRate
+
+# --- the paper's recipe (Section 5) -----------------------------------------
+BATCH_SIZE = 128          # "batch size of 128 examples"
+EPOCHS = 90               # "roughly 90 cycles through the training set"
+LEARNING_RATE = 0.01      # "initialized at 0.01"
+MOMENTUM = 0.9            # "momentum of 0.9"
+WEIGHT_DECAY = 0.0005     # "weight decay of 0.0005"
+SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
+
+DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRAIN_DIR,
+                batch_size=BATCH_SIZE, epochs=EPOCHS, input_size=alexnet.INPUT_SIZE,
+                resize_size=None, lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                lr_schedule='plateau', lr_steps='', patience=2, min_improvement=0.001,
+                max_drops=3, devices=None, validate=None, max_steps=None, seed=0,
+                synthetic=False, num_classes=alexnet.NUM_CLASSES, model_path=None,
+                precision='fp32', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
+                keep=3, save_features=False, histograms=False, log_steps=20)
+# Fixed by the first run: changing them would change the data order or the graph.
+FIXED_ON_RESUME = ('dataset', 'batch_size', 'input_size', 'resize_size', 'seed', 'synthetic',
+                   'num_classes', 'val_size')
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description='Train AlexNet (two towers) with the paper\'s recipe.',
+                                argument_default=None)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument('-scratch', action='store_true', help='start a new run')
+    mode.add_argument('-resume', action='store_true', help='continue the run in --train-dir')
+    p.add_argument('--overwrite', action='store_true', help='let -scratch delete an earlier run\'s checkpoints')
+    p.add_argument('--dataset', choices=datasets.DATASET_CHOICES,
+                   help='imagenet, cifar10, folder (DIR/train/<class>/*), demo (offline subset of '
+                        'CIFAR-10 in the repo); default: ImageNet if --data-dir holds it, else CIFAR-10')
+    p.add_argument('-p', '--data-dir', '--path_data', dest='data_dir', help='dataset folder')
+    p.add_argument('--train-dir', help=f'run folder for checkpoints and logs (default {DEFAULTS["train_dir"]})')
+    p.add_argument('-b', '--batch-size', type=int, help=f'images per step (default {BATCH_SIZE})')
+    p.add_argument('-e', '--epochs', type=int, help=f'epochs (default {EPOCHS})')
+    p.add_argument('-i', '--input-size', type=int, help=f'square crop size (default {alexnet.INPUT_SIZE})')
+    p.add_argument('--resize-size', type=int, help='shorter side before cropping (default input size x 256/227)')
+    p.add_argument('--lr', type=float, help=f'learning rate (default {LEARNING_RATE}); on -resume, sets the current rate')
+    p.add_argument('--momentum', type=float, help=f'momentum (default {MOMENTUM})')
+    p.add_argument('--weight-decay', type=float, help=f'weight decay on the weights (default {WEIGHT_DECAY})')
+    p.add_argument('--lr-schedule', choices=('plateau', 'step'), help='divide by 10 when validation '
+                   'top-1 stalls (default), or at fixed epochs (--lr-steps)')
+    p.add_argument('--lr-steps', help='epochs at which a step schedule divides the rate by 10, e.g. 30,60,80')
+    p.add_argument('--patience', type=int, help='plateau: epochs without improvement before a drop (default 2)')
+    p.add_argument('--min-improvement', type=float, help='plateau: top-1 gain that counts (default 0.001)')
+    p.add_argument('--max-drops', type=int, help='plateau: most drops (default 3, as in the paper)')
+    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    p.add_argument('-v', '--validate', action=argparse.BooleanOptionalAction,
+                   help='validate every epoch (default: on when a validation set exists)')
+    p.add_argument('--max-steps', type=int, help='stop (and save) when the global step reaches N')
+    p.add_argument('--seed', type=int, help='seed for data order, augmentation, dropout and init (default 0)')
+    p.add_argument('--synthetic', action='store_true', help='random images, no dataset: benchmarks, smoke tests')
+    p.add_argument('--num-classes', type=int, help='classes for --synthetic (default 1000)')
+    p.add_argument('-m', '--model_path', '--model-path', dest='model_path',
+                   help='start from another checkpoint\'s weights (layers of matching shape)')
+    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'),
+                   help='fp32 (default); bf16: oneDNN mixed precision on CPUs with AMX/AVX-512; fp16: GPUs, with loss scaling')
+    p.add_argument('--val-size', type=int, help='CIFAR-10 training images held out for validation (default 5000)')
+    p.add_argument('--md5', help='MD5 of your own CIFAR-10 archive, when it is not the official one')
+    p.add_argument('--save-minutes', type=float, help='save the latest checkpoint every N minutes (default 10)')
+    p.add_argument('--save-steps', type=int, help='also save every N steps (default 0: off)')
+    p.add_argument('--keep', type=int, help='latest checkpoints to keep (default 3)')
+    p.add_argument('--save-features', action='store_true', help='also save conv1..conv5 weights each epoch')
+    p.add_argument('--histograms', action='store_true', help='weight histograms in TensorBoard each epoch')
+    p.add_argument('--log-steps', type=int, help='TensorBoard training scalars every N steps (default 20)')
+    return p.parse_args(argv)
+
+
+def settle_args(args):
+    """Fill defaults (or the run's stored flags on -resume) and check values."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ('scratch', 'resume', 'overwrite')}
+    train_dir = given.get('train_dir', DEFAULTS['train_dir'])
+    settled = dict(DEFAULTS)
+    meta = None
+    if args.resume:
+        found = checkpoints.latest(train_dir)
+        if not found:
+            raise DataError(f'nothing to resume in {train_dir}: start a run with -scratch '
+                            f'(or point --train-dir at an earlier run)')
+        meta = found[1]
+        settled.update(meta['args'])
+        for key in FIXED_ON_RESUME:
+            if key in given and given[key] != meta['args'].get(key) and not (key == 'synthetic' and not given[key]):
+                raise DataError(f'--{key.replace("_", "-")} cannot change on -resume (the run used '
+                                f'{meta["args"].get(key)}); start a new run with -scratch instead')
+    settled.update(given)
+    a = argparse.Namespace(**settled, scratch=args.scratch, resume=args.resume, overwrite=args.overwrite,
+                           explicit_lr=args.resume and 'lr' in given)
+    for key in ('batch_size', 'epochs', 'keep', 'log_steps', 'num_classes', 'patience'):
+        if getattr(a, key) < 1:
+            raise DataError(f'--{key.replace("_", "-")} must be at least 1, got {getattr(a, key)}')
+    if a.max_steps is not None and a.max_steps < 1:
+        raise DataError(f'--max-steps must be at least 1, got {a.max_steps}')
+    if a.lr <= 0 or a.momentum < 0 or a.weight_decay < 0:
+        raise DataError('--lr must be positive and --momentum, --weight-decay not negative')
+    if a.data_dir and not os.path.isdir(a.data_dir):
+        raise DataError(f'--data-dir {a.data_dir} is not a folder')
+    try:
+        alexnet.check_input_size(a.input_size)
+        a.devices = ','.join(alexnet.parse_devices(a.devices))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if a.resize_size is None:
+        a.resize_size = round(a.input_size * 256 / alexnet.INPUT_SIZE)   # the paper's 256 for 224/227
+    if a.resize_size < a.input_size:
+        raise DataError(f'--resize-size {a.resize_size} is smaller than the crop {a.input_size}')
+    return a, meta
+
+
+def load_data(a):
+    if a.synthetic:
+        names = [f'class_{i}' for i in range(a.num_classes)]
+        return datasets.Dataset('synthetic', names, mean=(0.0, 0.0, 0.0), resize_size=a.resize_size)
+    ds = datasets.load_dataset(a.dataset, a.data_dir, val_size=a.val_size, seed=a.seed, md5=a.md5)
+    if ds.train is None or len(ds.train) < a.batch_size:
+        raise DataError(f'the {ds.name} training set has {len(ds.train) if ds.train else 0} images, '
+                        f'fewer than one batch of {a.batch_size}: lower --batch-size')
+    a.dataset, a.num_classes = ds.name, ds.num_classes
+    return ds
+
+
+def build_inputs(a, ds, start_step):
+    """Training batches from the pipeline (or random ones), on the CPU."""
+    with tf.device('/cpu:0'):
+        if a.synthetic:
+            images = tf.random.uniform([a.batch_size, a.input_size, a.input_size, 3], -128, 128)
+            labels = tf.random.uniform([a.batch_size], 0, a.num_classes, tf.int64)
+            return images, labels
+        data = preprocessing.train_dataset(ds.train, a.batch_size, a.input_size, ds.mean,
+                                           a.resize_size, seed=a.seed, start_step=start_step)
+        return tf.compat.v1.data.make_one_shot_iterator(data).get_next()
+
+
+def build_train_op(a, images, labels, global_step, learning_rate):
+    """Loss, top-1, and the momentum update with weight decay (Section 5)."""
+    seed = tf.stack([tf.constant(a.seed, tf.int64), global_step])   # dropout masks: a function of the step
+    logits = alexnet.inference(images, a.num_classes, training=True, devices=a.devices, dropout_seed=seed)
+    xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=tf.cast(logits, tf.float32)))
+    weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')]
+    decay = []
+    for w in weights:            # the paper's 0.0005 * w term in the update: the gradient of wd/2 |w|^2
+        with tf.device(w.device):
+            decay.append(tf.nn.l2_loss(w))
+    loss = xent + a.weight_decay * tf.add_n(decay)
+    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, a.momentum)
+    variables = tf.compat.v1.trainable_variables()
+    if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
+        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(2.0 ** 15),
+                                          trainable=False)
+        grads = tf.gradients(loss * scale, variables, colocate_gradients_with_ops=True)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        grads = [tf.where(finite, g / scale, tf.zeros_like(g)) for g in grads]
+        with tf.control_dependencies([tf.compat.v1.assign(scale, tf.where(finite, scale, scale / 2))]):
+            train_op = optimizer.apply_gradients(zip(grads, variables), global_step)
+    else:
+        train_op = optimizer.minimize(loss, global_step, colocate_gradients_with_ops=True)
+    top1 = tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=labels, predictions=tf.cast(logits, tf.float32), k=1), tf.float32))
+    return train_op, xent, top1
+
+
+def build_validation(a, ds):
+    """Centre-crop validation on the held-out split, sharing the training weights."""
+    if not a.validate or ds.val is None:
+        return None
+    with tf.device('/cpu:0'):
+        data = preprocessing.eval_dataset(ds.val, a.batch_size, a.input_size, ds.mean, a.resize_size,
+                                          mode='center', seed=a.seed)
+        iterator = tf.compat.v1.data.make_initializable_iterator(data)
+        crops, labels = iterator.get_next()
+    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+        probs = evaluate.crop_probabilities(crops, a.num_classes, a.devices)
+    return dict(probs=probs, labels=labels, init=iterator.initializer, total=len(ds.val))
+
+
+def scalars(writer, step, values):
+    summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=float(v))
+                                          for k, v in values.items()])
+    writer.add_summary(summary, step)
+
+
+def warm_start(sess, model_path):
+    """Copy every model weight of matching name and shape from another checkpoint."""
+    try:
+        found = checkpoints.for_use(checkpoint=model_path)[0]
+    except DataError:
+        found = model_path
+    try:
+        available = dict(tf.train.list_variables(found))
+    except (tf.errors.NotFoundError, ValueError):
+        raise DataError(f'--model_path {model_path}: no checkpoint there') from None
+    model_vars = [v for v in tf.compat.v1.trainable_variables()]
+    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list()}
+    skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
+    tf.compat.v1.train.Saver(take).restore(sess, found)
+    print(f'weights from {found}: {len(take)} tensors' + (f', kept fresh: {", ".join(skipped)}' if skipped else ''))
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class StopRequest:
+    """SIGINT / SIGTERM: finish the step, save a checkpoint, exit 0."""
+    def __init__(self):
+        self.signal = None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def prepare_run_folder(a):
+    if a.scratch and checkpoints.has_checkpoints(a.train_dir):
+        if not a.overwrite:
+            raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
+                            f'choose another --train-dir, or add --overwrite to delete them')
+        import shutil
+        shutil.rmtree(a.train_dir)
+    os.makedirs(a.train_dir, exist_ok=True)
+
+
+def train(a, meta):
+    ds = load_data(a)
+    prepare_run_folder(a)
+    if a.validate is None:
+        a.validate = ds.val is not None
+    with tf.Graph().as_default():
+        trainer = Trainer(a, meta, ds)
+        try:
+            return trainer.loop()
+        finally:
+            trainer.close()
+
+
+class Trainer:
+    """The graph, the session and the loop: steps, epoch ends, checkpoints, logs."""
+
+    def __init__(self, a, meta, ds):
+        self.a, self.ds = a, ds
+        self.steps_per_epoch = SYNTHETIC_EPOCH_STEPS if a.synthetic else \
+            preprocessing.steps_per_epoch(ds.train, a.batch_size)
+        self.schedule = LearningRate(a, meta['schedule'] if meta else None)
+        self.best = meta['best'] if meta else None
+        tf.compat.v1.set_random_seed(a.seed)
+        self.global_step = tf.compat.v1.train.get_or_create_global_step()
+        self.rate = tf.compat.v1.get_variable('learning_rate', [], trainable=False,
+                                              initializer=tf.constant_initializer(a.lr))
+        self.new_rate = tf.compat.v1.placeholder(tf.float32, [])
+        self.set_rate = tf.compat.v1.assign(self.rate, self.new_rate)
+        images, labels = build_inputs(a, ds, meta['step'] if meta else 0)
+        self.train_op, self.loss, self.top1 = build_train_op(a, images, labels, self.global_step, self.rate)
+        self.validation = build_validation(a, ds)
+        shown = tf.cast(tf.clip_by_value(images[:4] + tf.constant(ds.mean, tf.float32), 0, 255), tf.uint8)
+        summaries = [tf.compat.v1.summary.image('inputs', shown, max_outputs=4)]
+        if a.histograms:
+            summaries += [tf.compat.v1.summary.histogram(v.op.name, v) for v in tf.compat.v1.trainable_variables()]
+        self.epoch_summary = tf.compat.v1.summary.merge(summaries)
+        weights = tf.compat.v1.trainable_variables()
+        self.saver = tf.compat.v1.train.Saver(max_to_keep=None)
+        self.best_saver = tf.compat.v1.train.Saver(weights + [self.global_step], max_to_keep=None)
+        self.feature_saver = tf.compat.v1.train.Saver(
+            [v for v in weights if v.op.name.split('_')[0] in alexnet.FEATURE_LAYERS], max_to_keep=None)
+
+        self.sess = tf.compat.v1.Session(config=alexnet.session_config(a.precision, a.devices.split(',')))
+        if meta:
+            self.saver.restore(self.sess, checkpoints.latest(a.train_dir)[0])
+            if a.explicit_lr:
+                self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
+        else:
+            self.sess.run(tf.compat.v1.global_variables_initializer())
+            if a.model_path:
+                warm_start(self.sess, a.model_path)
+        self.sess.run(self.set_rate, {self.new_rate: self.schedule.rate})
+        self.step = int(self.sess.run(self.global_step))
+        self.writer = tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
+        self.stop = StopRequest()
+
+    def close(self):
+        self.stop.restore()
+        self.writer.close()
+        self.sess.close()
+
+    def meta(self):
+        a, ds = self.a, self.ds
+        return dict(args={k: getattr(a, k) for k in DEFAULTS}, dataset=ds.name, data_dir=a.data_dir,
+                    class_names=list(ds.class_names), class_ids=ds.class_ids, num_classes=a.num_classes,
+                    input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
+                    epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
+                    learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
+                    precision=a.precision, devices=a.devices)
+
+    def save(self, folder='', saver=None, keep=None):
+        directory = os.path.join(self.a.train_dir, folder)
+        checkpoints.save(self.sess, saver or self.saver, directory, self.step, self.meta(), keep or self.a.keep)
+
+    def loop(self):
+        a, spe = self.a, self.steps_per_epoch
+        total = a.epochs * spe
+        last_step = min(total, a.max_steps or total)
+        print(f'run folder: {a.train_dir}  (TensorBoard: tensorboard --logdir {os.path.dirname(a.train_dir) or a.train_dir})')
+        print(f'{self.ds.name}: {len(self.ds.train) if self.ds.train else "random"} training images, '
+              f'{a.num_classes} classes, {spe} steps per epoch, towers on {a.devices}, {a.precision}')
+        if self.step >= last_step:
+            print(f'nothing to do: the run is at step {self.step} and stops at {last_step} '
+                  f'(raise --epochs or --max-steps)')
+            return 0
+        last_save = time.time()
+        while self.step < last_step and not self.stop.signal:
+            epoch = self.step // spe
+            bar = tqdm(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch + 1}/{a.epochs}',
+                       dynamic_ncols=True)
+            losses, top1s, started, speed = [], [], time.time(), None
+            while self.step < last_step and not self.stop.signal:
+                tic = time.time()
+                out = self.sess.run([self.train_op, self.loss, self.top1] + ([self.epoch_summary] if not losses else []))
+                rate = a.batch_size / (time.time() - tic)
+                speed = rate if speed is None else 0.9 * speed + 0.1 * rate
+                if len(out) == 4:
+                    self.writer.add_summary(out[3], self.step)
+                self.step += 1
+                if not np.isfinite(out[1]):
+                    bar.close()
+                    kept = checkpoints.latest(a.train_dir)
+                    raise Diverged(f'the loss became {out[1]} at step {self.step}: training diverged; lower '
+                                   f'--lr (now {self.schedule.rate:g}); the last good checkpoint is '
+                                   f'{kept[0] if kept else "none (nothing was saved yet)"}')
+                losses.append(out[1])
+                top1s.append(out[2])
+                bar.update(1)
+                bar.set_postfix_str(f'loss {np.mean(losses[-50:]):.3f} top-1 {100 * np.mean(top1s[-50:]):.1f}% '
+                                    f'lr {self.schedule.rate:.2g} {speed:.0f} img/s')
+                if self.step % a.log_steps == 0:
+                    scalars(self.writer, self.step, {
+                        'train/loss': np.mean(losses[-a.log_steps:]), 'train/top1': np.mean(top1s[-a.log_steps:]),
+                        'learning_rate': self.schedule.rate, 'images_per_second': speed})
+                if self.step % spe == 0:
+                    break
+                if (a.save_steps and self.step % a.save_steps == 0) or time.time() - last_save > 60 * a.save_minutes:
+                    self.save()
+                    last_save = time.time()
+            bar.close()
+            if self.step % spe == 0 and losses:
+                self.end_epoch(losses, top1s, time.time() - started)
+                last_save = time.time()
+        if self.stop.signal or self.step % spe:
+            self.save()
+            why = f'stopped by {self.stop.signal}' if self.stop.signal else 'reached --max-steps'
+            print(f'{why} at step {self.step}: checkpoint saved; continue with: '
+                  f'python train.py -resume --train-dir {a.train_dir}')
+        return 0
+
+    def end_epoch(self, losses, top1s, seconds):
+        """Validate, adjust the learning rate, save latest/best/features, log one line."""
+        a, epoch = self.a, self.step // self.steps_per_epoch
+        line = f'epoch {epoch}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * np.mean(top1s):.2f}%'
+        values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': np.mean(top1s)}
+        improved = False
+        if self.validation:
+            v = evaluate.run(self.sess, self.validation['probs'], self.validation['labels'],
+                             self.validation['init'], total=self.validation['total'], desc='validation')
+            values.update({'val/loss': v['loss'], 'val/top1': v['top1'], f'val/top{v["k"]}': v['topk']})
+            line += f' | val loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
+            improved = self.best is None or v['top1'] > self.best['top1']
+            if improved:
+                self.best = dict(top1=v['top1'], topk=v['topk'], step=self.step, epoch=epoch)
+        old_rate = self.schedule.rate
+        self.schedule.end_epoch(epoch, values.get('val/top1'))
+        if self.schedule.rate != old_rate:
+            self.sess.run(self.set_rate, {self.new_rate: self.schedule.rate})
+            line += f' | lr {old_rate:g} -> {self.schedule.rate:g}'
+        scalars(self.writer, self.step, values)
+        self.writer.flush()
+        self.save()
+        if improved:
+            self.save(checkpoints.BEST_DIR, self.best_saver, 1)
+        if a.save_features:
+            self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
+        print(f'{line} | {seconds / 60:.1f} min', flush=True)
+
+
+def main(argv=None):
+    try:
+        a, meta = settle_args(parse_args(argv))
+        return train(a, meta)
+    except DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    except Diverged as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
