@@ -1,0 +1,455 @@
+"""ImageNet (ILSVRC2012): find it, label it, check it, and prepare TFRecord shards.
+
+Three layouts are read, whatever the user downloaded:
+  devkit    ILSVRC2012/ILSVRC2012_img_train/nXXXXXXXX/*.JPEG, ILSVRC2012_img_val/*.JPEG,
+            data/meta.mat, data/ILSVRC2012_validation_ground_truth.txt
+  kaggle    ILSVRC/Data/CLS-LOC/train/nXXXXXXXX/*.JPEG, ILSVRC/Data/CLS-LOC/val/*.JPEG,
+            LOC_synset_mapping.txt, LOC_val_solution.csv (beside ILSVRC/ or one level up)
+  prepared  the shards and index.json written by --prepare
+Whatever the layout, class i is the i-th WNID in sorted order (Kaggle, Keras and torchvision
+order). The devkit numbers classes differently (ILSVRC2012_ID, meta.mat order), so its ground
+truth goes through WNIDs; the same image gets the same label from either layout.
+
+    python imagenet_utils.py --data-dir ILSVRC2012 [--verify] [--speed-seconds 10]
+    python imagenet_utils.py --data-dir ILSVRC2012 --prepare OUT [--shards-train 1024 --shards-val 128]
+"""
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import tensorflow as tf
+from PIL import Image
+from tqdm import tqdm
+
+import datasets
+from datasets import IMAGE_EXTENSIONS, DataError, UnreadableImageWarning
+
+# Per-channel RGB mean of the ILSVRC2012 training images, as published with the VGG models
+# (Simonyan & Zisserman 2014) and used since by Caffe, TF-slim and Keras. The paper subtracts
+# the mean image instead (Section 2); a per-channel mean is the usual stand-in.
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+RESIZE_SIZE = 256        # shorter side of the images the paper trained on (Section 2)
+JPEG_QUALITY = 90        # re-encoding quality of the prepared shards
+DEVKIT, KAGGLE, PREPARED = 'devkit', 'kaggle', 'prepared'
+
+
+def _few(items, n=5):
+    items = list(items)
+    return ', '.join(map(str, items[:n])) + (f' and {len(items) - n} more' if len(items) > n else '')
+
+
+def _need(path, what):
+    if not path.is_file():
+        raise DataError(f'missing {path} ({what})')
+    return path
+
+
+# ---------------------------------------------------------------- where is it, which layout
+
+def _is_devkit(d):
+    return any((d / p).exists() for p in ('ILSVRC2012_img_train', 'ILSVRC2012_img_val', 'data/meta.mat'))
+
+
+def _locate(data_dir):
+    """(layout, root folder) of the dataset in data_dir."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError(f'{d} is not a folder: pass --data-dir the ImageNet folder')
+    if (d / 'index.json').is_file():
+        return PREPARED, d
+    if _is_devkit(d):
+        return DEVKIT, d
+    if _is_devkit(d / 'ILSVRC2012'):
+        return DEVKIT, d / 'ILSVRC2012'
+    if (d / 'ILSVRC').is_dir() or (d / 'LOC_synset_mapping.txt').is_file():
+        return KAGGLE, d
+    raise DataError(f'no ImageNet found in {d}: looked for index.json (a --prepare folder), '
+                    'ILSVRC2012_img_train/, ILSVRC2012_img_val/ or data/meta.mat (devkit layout, also '
+                    'inside ILSVRC2012/), and ILSVRC/Data/CLS-LOC/ or LOC_synset_mapping.txt (Kaggle layout)')
+
+
+def detect_layout(data_dir):
+    """'devkit', 'kaggle' or 'prepared'; DataError naming what was looked for if none."""
+    return _locate(data_dir)[0]
+
+
+# ---------------------------------------------------------------- metadata and labels
+
+def read_devkit_meta(path):
+    """(WNIDs in ILSVRC2012_ID order, their names) of the leaf classes in a devkit meta.mat."""
+    path = _need(Path(path), 'the devkit class list, data/meta.mat of ILSVRC2012_devkit_t12')
+    try:
+        synsets = np.atleast_1d(scipy.io.loadmat(str(path), squeeze_me=True)['synsets'])
+        leaves = sorted((int(s['ILSVRC2012_ID']), str(s['WNID']), str(s['words']))
+                        for s in synsets if int(s['num_children']) == 0)
+    except Exception as e:     # not a .mat file, or not the devkit's struct
+        raise DataError(f'{path} is not the devkit meta.mat (a struct array "synsets"): {e}') from None
+    if [i for i, _, _ in leaves] != list(range(1, len(leaves) + 1)):
+        raise DataError(f'{path}: the leaf synsets are not numbered 1..{len(leaves)}')
+    return [w for _, w, _ in leaves], [n for _, _, n in leaves]
+
+
+def read_devkit_val_labels(gt_path, meta_path):
+    """Canonical labels of the validation images in file-name order, from the devkit ground truth."""
+    id_wnids = read_devkit_meta(meta_path)[0]
+    position = {w: i for i, w in enumerate(sorted(id_wnids))}
+    canonical = np.array([position[w] for w in id_wnids])        # ILSVRC2012_ID - 1 -> canonical
+    gt_path = _need(Path(gt_path), 'the devkit validation ground truth, one ILSVRC2012_ID per line')
+    try:
+        ids = np.array([int(line) for line in gt_path.read_text().split()])
+    except ValueError as e:
+        raise DataError(f'{gt_path}: expected one ILSVRC2012_ID per line ({e})') from None
+    if ids.size and (ids.min() < 1 or ids.max() > len(id_wnids)):
+        raise DataError(f'{gt_path}: IDs must be 1..{len(id_wnids)}, found {ids.min()}..{ids.max()}')
+    return canonical[ids - 1].astype(np.int64)
+
+
+def read_kaggle_mapping(path):
+    """(WNIDs, names) from LOC_synset_mapping.txt, in sorted-WNID order (the file's own)."""
+    path = _need(Path(path), 'the Kaggle class list, lines "nXXXXXXXX name, name"')
+    pairs = [line.strip().split(' ', 1) for line in path.read_text().splitlines() if line.strip()]
+    if not pairs or any(len(p) != 2 or not re.fullmatch(r'n\d{8}', p[0]) for p in pairs):
+        raise DataError(f'{path}: expected lines "nXXXXXXXX name, name"')
+    pairs.sort()
+    return [w for w, _ in pairs], [n for _, n in pairs]
+
+
+def read_kaggle_val_labels(csv_path, wnids):
+    """{image id: canonical label} from LOC_val_solution.csv (the first box's WNID)."""
+    csv_path = _need(Path(csv_path), 'the Kaggle validation labels, rows "ImageId,PredictionString"')
+    index = {w: i for i, w in enumerate(wnids)}
+    labels = {}
+    with open(csv_path, newline='') as f:
+        for row in csv.DictReader(f):
+            try:
+                labels[row['ImageId']] = index[row['PredictionString'].split()[0]]
+            except (KeyError, IndexError, AttributeError):
+                raise DataError(f'{csv_path}: bad row {row} (expected ImageId,PredictionString '
+                                'starting with one of the mapping\'s WNIDs)') from None
+    return labels
+
+
+# ---------------------------------------------------------------- image lists
+
+def _images_in(folder):
+    return sorted(e.path for e in os.scandir(folder)
+                  if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+
+
+def _train_split(train_dir, wnids, meta):
+    """Files and canonical labels of the class folders nXXXXXXXX/ in train_dir (None if absent)."""
+    if not train_dir.is_dir():
+        warnings.warn(f'no training folder {train_dir}: the training split is empty')
+        return None
+    folders = {e.name for e in os.scandir(train_dir) if e.is_dir()}
+    extra, missing = sorted(folders - set(wnids)), sorted(set(wnids) - folders)
+    if extra or missing:
+        found = ', '.join(f'{len(x)} {kind} ({_few(x)})'
+                          for x, kind in ((extra, 'extra'), (missing, 'missing')) if x)
+        if any(name.endswith('.tar') for name in os.listdir(train_dir)):
+            found += ': extract each nXXXXXXXX.tar into its folder'
+        raise DataError(f'{train_dir}: class folders do not match the {len(wnids)} classes of {meta}: '
+                        f'{found}')
+    files, labels, empty = [], [], []
+    for i, wnid in enumerate(tqdm(wnids, desc='listing classes', leave=False, disable=None)):
+        images = _images_in(train_dir / wnid)
+        empty += [] if images else [wnid]
+        files += images
+        labels += [i] * len(images)
+    if empty:
+        raise DataError(f'{train_dir}: {len(empty)} class folders hold no images ({_few(empty)}): '
+                        'extract every class archive')
+    return datasets.Split(np.array(labels, np.int64), files=files)
+
+
+def _val_split(val_dir, labels_of, count, source):
+    """Files of val_dir labelled by labels_of(image id); their number must match the labels'."""
+    if not val_dir.is_dir():
+        warnings.warn(f'no validation folder {val_dir}: the validation split is empty')
+        return None
+    files = _images_in(val_dir)
+    if len(files) != count:
+        raise DataError(f'{val_dir} holds {len(files)} images but {source} labels {count}: '
+                        'extract the whole validation archive, and nothing else, there')
+    try:
+        labels = [labels_of(Path(f).stem) for f in files]
+    except (KeyError, ValueError, IndexError) as e:
+        raise DataError(f'{val_dir}: an image name that {source} does not label ({e})') from None
+    return datasets.Split(np.array(labels, np.int64), files=files)
+
+
+def _load_devkit(root):
+    meta = root / 'data' / 'meta.mat'
+    id_wnids, id_names = read_devkit_meta(meta)
+    wnids = sorted(id_wnids)
+    name_of = dict(zip(id_wnids, id_names))
+    names = [name_of[w] for w in wnids]
+    train = _train_split(root / 'ILSVRC2012_img_train', wnids, meta)
+    val = None
+    if (root / 'ILSVRC2012_img_val').is_dir():
+        gt = root / 'data' / 'ILSVRC2012_validation_ground_truth.txt'
+        truth = read_devkit_val_labels(gt, meta)
+
+        def label_of(stem):          # line n labels ILSVRC2012_val_0000000n
+            n = int(stem.rsplit('_', 1)[1])
+            if not 1 <= n <= len(truth):
+                raise KeyError(stem)
+            return truth[n - 1]
+        val = _val_split(root / 'ILSVRC2012_img_val', label_of, len(truth), gt)
+    return wnids, names, train, val
+
+
+def _load_kaggle(root):
+    def beside(name):        # at the dataset root, or one level up
+        up = root.parent / name
+        return up if up.is_file() and not (root / name).is_file() else root / name
+    mapping, solution = beside('LOC_synset_mapping.txt'), beside('LOC_val_solution.csv')
+    wnids, names = read_kaggle_mapping(mapping)
+    cls_loc = root / 'ILSVRC' / 'Data' / 'CLS-LOC'
+    if not cls_loc.is_dir():
+        raise DataError(f'missing {cls_loc} (the Kaggle images: train/nXXXXXXXX/*.JPEG and val/*.JPEG)')
+    train = _train_split(cls_loc / 'train', wnids, mapping)
+    val = None
+    if (cls_loc / 'val').is_dir():
+        truth = read_kaggle_val_labels(solution, wnids)
+        val = _val_split(cls_loc / 'val', truth.__getitem__, len(truth), solution)
+    return wnids, names, train, val
+
+
+def _load_prepared(root):
+    try:
+        index = json.loads((root / 'index.json').read_text())
+        splits = {}
+        for name in ('train', 'val'):
+            s = index.get(name)
+            shards = [root / f for f in s['shards']] if s else []
+            missing = [str(f) for f in shards if not f.is_file()]
+            if missing:
+                raise DataError(f'{root}: shards listed in index.json are missing ({_few(missing)}): '
+                                're-run --prepare into this folder to finish it')
+            splits[name] = datasets.Split(np.array(s['labels'], np.int64), records=[str(f) for f in shards],
+                                          skipped=s['skipped']) if s else None
+        return index['class_ids'], index['class_names'], splits['train'], splits['val'], index['resize_size']
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f'{root / "index.json"} is not an index written by --prepare ({e!r})') from None
+
+
+# ---------------------------------------------------------------- checking images
+
+def find_unreadable(files, progress=True):
+    """[(path, error)] of the files that preprocessing.decode_image (what training uses) rejects."""
+    import preprocessing
+    if not files:
+        return []
+
+    def decode(i, path):    # the shape depends on the decoded pixels, so the decode is not pruned
+        return i, tf.shape(preprocessing.decode_image(tf.io.read_file(path)))
+
+    data = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), list(files)))
+    data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    data = data.ignore_errors().batch(256).prefetch(2)
+    ok = np.zeros(len(files), bool)
+    with tqdm(total=len(files), desc='decoding', unit='img', disable=not progress) as bar:
+        for i, _ in data:
+            ok[i.numpy()] = True
+            bar.update(len(i))
+    bad = []
+    for i in np.flatnonzero(~ok):      # decode again, one by one, for the message
+        try:
+            preprocessing.decode_image(tf.io.read_file(files[i]))
+            bad.append((files[i], 'failed inside the input pipeline'))
+        except Exception as e:
+            message = re.sub(r'\{\{.*?\}\}\s*', '', getattr(e, 'message', str(e))).split(' [Op:')[0]
+            bad.append((files[i], message.strip()))
+    return bad
+
+
+def _drop_unreadable(split, progress):
+    bad = find_unreadable(split.files, progress)
+    for path, message in bad:
+        warnings.warn(f'{path}: unreadable image, skipped ({message})', UnreadableImageWarning)
+    bad_paths = {p for p, _ in bad}
+    keep = np.array([f not in bad_paths for f in split.files], bool)
+    return datasets.Split(split.labels[keep], files=[f for f, k in zip(split.files, keep) if k],
+                          skipped=split.skipped + [p for p, _ in bad])
+
+
+def load_imagenet(data_dir, verify=False):
+    """The Dataset in data_dir (any layout); verify=True decodes every image and skips unreadable ones."""
+    layout, root = _locate(data_dir)
+    resize_size = RESIZE_SIZE
+    if layout == PREPARED:       # records were decoded and re-encoded when written
+        wnids, names, train, val, resize_size = _load_prepared(root)
+    else:
+        wnids, names, train, val = (_load_devkit if layout == DEVKIT else _load_kaggle)(root)
+        if train is None and val is None:
+            raise DataError(f'{root} ({layout} layout) holds neither training nor validation images')
+        if verify:
+            train, val = [s if s is None else _drop_unreadable(s, progress=True) for s in (train, val)]
+    # ILSVRC's validation set is the evaluation set; it also serves the decisions during training.
+    return datasets.Dataset('imagenet', names, train=train, val=val, test=None, mean=IMAGENET_MEAN_RGB,
+                            resize_size=resize_size, class_ids=wnids)
+
+
+# ---------------------------------------------------------------- --prepare
+
+def _resized_jpeg(path, size):
+    """The image at path as RGB JPEG bytes, shorter side resized to size."""
+    with Image.open(path) as image:
+        image = image.convert('RGB')      # grayscale, CMYK, palette, RGBA -> RGB
+    w, h = image.size
+    scale = size / min(w, h)
+    image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, 'JPEG', quality=JPEG_QUALITY)
+    return out.getvalue()
+
+
+def _example(jpeg, label):
+    return tf.train.Example(features=tf.train.Features(feature={
+        'image/encoded': tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+        'image/class/label': tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+    })).SerializeToString()
+
+
+def _fingerprint(files, labels):   # what a shard holds; class folder + name so the data may move
+    names = [f'{Path(f).parent.name}/{Path(f).name}' for f in files]
+    return hashlib.sha1(json.dumps([names, [int(x) for x in labels]]).encode()).hexdigest()
+
+
+def _write_json(path, value):
+    tmp = f'{path}.tmp'
+    Path(tmp).write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def _shard_done(shard, source):
+    side = shard.with_suffix('.json')
+    try:
+        return shard.is_file() and json.loads(side.read_text())['source'] == source
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _write_shard(shard, files, labels, source, size, bar, stop):
+    """Write one shard to a temporary name, its labels beside it, then rename it: done or absent."""
+    kept, skipped = [], []
+    with tf.io.TFRecordWriter(f'{shard}.tmp') as writer:
+        for path, label in zip(files, labels):
+            if stop.is_set():
+                return
+            try:
+                writer.write(_example(_resized_jpeg(path, size), label))
+                kept.append(int(label))
+            except Exception as e:      # Pillow raises many kinds on broken files
+                warnings.warn(f'{path}: unreadable image, skipped ({e})', UnreadableImageWarning)
+                skipped.append(str(path))
+            bar.update()
+    _write_json(shard.with_suffix('.json'), {'source': source, 'labels': kept, 'skipped': skipped})
+    os.replace(f'{shard}.tmp', shard)
+
+
+def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=256, progress=True):
+    """Write data_dir as TFRecord shards + index.json in out_dir (resumable); return that Dataset."""
+    if detect_layout(data_dir) == PREPARED:
+        raise DataError(f'{data_dir} is already a prepared folder: pass the ImageNet folder itself')
+    ds = load_imagenet(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob('*-of-*.tmp'):      # left by an interrupted run
+        stale.unlink()
+    jobs = []
+    for name, split, count in (('train', ds.train, shards_train), ('val', ds.val, shards_val)):
+        if split is None:
+            continue
+        # Training shards mix the classes (a fixed shuffle); validation stays in file order.
+        order = np.random.RandomState(0).permutation(len(split)) if name == 'train' else np.arange(len(split))
+        n = max(1, min(count, len(split)))
+        for k, part in enumerate(np.array_split(order, n)):
+            files, labels = [split.files[i] for i in part], split.labels[part]
+            jobs.append((name, out / f'{name}-{k:05d}-of-{n:05d}.tfrecord', files, labels,
+                         _fingerprint(files, labels)))
+    todo = [j for j in jobs if not _shard_done(j[1], j[4])]
+    stop = threading.Event()
+    bar = tqdm(total=sum(len(j[2]) for j in todo), desc=f'writing {len(todo)} of {len(jobs)} shards',
+               unit='img', disable=not progress)
+    with bar, ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(_write_shard, *j[1:], resize_size, bar, stop) for j in todo]
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except BaseException:        # Ctrl-C or an error: stop the others, keep the complete shards
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
+    index = dict(class_ids=ds.class_ids, class_names=ds.class_names, resize_size=resize_size)
+    for name in ('train', 'val'):
+        shards = [j[1] for j in jobs if j[0] == name]
+        sides = [json.loads(s.with_suffix('.json').read_text()) for s in shards]
+        index[name] = dict(shards=[s.name for s in shards], labels=sum((s['labels'] for s in sides), []),
+                           skipped=sum((s['skipped'] for s in sides), [])) if shards else None
+    _write_json(out / 'index.json', index)
+    return load_imagenet(out)
+
+
+# ---------------------------------------------------------------- command line
+
+def summary(ds, data_dir, checked=True):
+    """The lines printed by the command line: layout, classes, split sizes, unreadable files."""
+    layout, root = _locate(data_dir)
+    lines = [f'data        {root} ({layout} layout)', f'classes     {ds.num_classes}']
+    lines += [f'  {i:4d} {w} {n}' for i, (w, n) in enumerate(zip(ds.class_ids[:5], ds.class_names[:5]))]
+    for name in ('train', 'val'):
+        split = getattr(ds, name)
+        lines.append(f'{name:11s} {len(split) if split else 0} images'
+                     + (f' in {len(split.records)} shards' if split and split.records else ''))
+    skipped = [f for s in (ds.train, ds.val) if s for f in s.skipped]
+    if not checked:
+        return lines + ['unreadable  not checked (--verify decodes every image)']
+    return lines + [f'unreadable  {len(skipped)} (skipped)'] + [f'  {f}' for f in skipped]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Check an ImageNet folder, or prepare TFRecord shards from it.')
+    p.add_argument('--data-dir', required=True, help='devkit ILSVRC2012/, Kaggle root or a --prepare folder')
+    p.add_argument('--verify', action='store_true', help='decode every image, list and skip unreadable ones')
+    p.add_argument('--speed-seconds', type=float, default=10,
+                   help='measure the input pipeline for this long (images/s); 0 skips')
+    p.add_argument('--prepare', metavar='OUT', help='write TFRecord shards (shorter side resized) to OUT')
+    p.add_argument('--shards-train', type=int, default=1024)
+    p.add_argument('--shards-val', type=int, default=128)
+    p.add_argument('--resize-size', type=int, default=RESIZE_SIZE, help='shorter side of prepared images')
+    a = p.parse_args(argv)
+    warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
+    try:
+        if a.prepare:       # decodes every image, so --verify is implied
+            ds = prepare(a.data_dir, a.prepare, a.shards_train, a.shards_val, a.resize_size)
+            where = a.prepare
+        else:
+            ds, where = load_imagenet(a.data_dir, verify=a.verify), a.data_dir
+        print('\n'.join(summary(ds, where, checked=bool(a.verify or a.prepare))))
+        split = ds.train or ds.val
+        if a.speed_seconds > 0 and split is not None:
+            import preprocessing
+            batch = min(128, len(split))
+            speed = preprocessing.pipeline_speed(split, batch_size=batch, seconds=a.speed_seconds)
+            print(f'pipeline    {speed:.0f} images/s (training transforms, batch {batch}, this machine)')
+    except DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""imagenet_utils.py: both layouts, one label order, real metadata, errors, messy files, --prepare, CLI."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow as tf
+from PIL import Image
+
+import imagenet_utils as iu
+from datasets import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'imagenet'
+# The first four leaves of the real meta.mat, in devkit (ILSVRC2012_ID) order.
+LEAVES = [('n02119789', 'kit fox, Vulpes macrotis'), ('n02100735', 'English setter'),
+          ('n02110185', 'Siberian husky'), ('n02096294', 'Australian terrier')]
+SORTED = sorted(w for w, _ in LEAVES)                     # canonical order
+VAL_IDS = [1, 2, 3, 4, 4, 3, 2, 1]                        # devkit ground truth of 8 val images
+VAL_CANONICAL = [SORTED.index(LEAVES[i - 1][0]) for i in VAL_IDS]
+HEIGHT = 32     # every generated image is 32 high with its own width: prepared records are traceable
+
+
+def real(name):
+    path = REAL / name
+    assert path.exists(), f'real data missing: {path} (clone shared/ beside the repo)'
+    return path
+
+
+def write_meta(path, leaves):
+    """A small meta.mat with the devkit's struct fields: the leaves, then one parent synset."""
+    fields = ['ILSVRC2012_ID', 'WNID', 'words', 'gloss', 'num_children', 'children',
+              'wordnet_height', 'num_train_images']
+    rows = [(i + 1, w, n, 'a gloss', 0, np.zeros((1, 0), np.uint8), 0, 3) for i, (w, n) in enumerate(leaves)]
+    rows.append((len(leaves) + 1, 'n02075296', 'carnivore', 'a gloss', len(leaves),
+                 np.arange(1, len(leaves) + 1), 1, 0))
+    synsets = np.empty((len(rows), 1), dtype=[(f, 'O') for f in fields])
+    for k, row in enumerate(rows):
+        synsets[k, 0] = tuple(np.array(v) for v in row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(str(path), {'synsets': synsets})
+
+
+class Images:
+    """Tiny JPEGs, each with a width no other image has."""
+    def __init__(self, width=33):
+        self.width = width
+        self.rng = np.random.default_rng(0)
+
+    def pixels(self):
+        self.width += 1
+        return self.rng.integers(0, 256, (HEIGHT, self.width, 3), dtype=np.uint8)
+
+    def jpeg(self, path, mode='RGB', fmt='JPEG'):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.pixels()).convert(mode).save(path, fmt)
+        return path
+
+
+def make_tree(root, layout, per_class=3):
+    """A devkit or Kaggle tree of the same images (same names, same pixels)."""
+    images = Images()
+    if layout == 'devkit':
+        top = root / 'ILSVRC2012'
+        train, val = top / 'ILSVRC2012_img_train', top / 'ILSVRC2012_img_val'
+        write_meta(top / 'data' / 'meta.mat', LEAVES)
+        (top / 'data' / 'ILSVRC2012_validation_ground_truth.txt').write_text(''.join(f'{i}\n' for i in VAL_IDS))
+    else:
+        top = root / 'kaggle'
+        train, val = top / 'ILSVRC' / 'Data' / 'CLS-LOC' / 'train', top / 'ILSVRC' / 'Data' / 'CLS-LOC' / 'val'
+        top.mkdir(parents=True)
+        (top / 'LOC_synset_mapping.txt').write_text(''.join(f'{w} {n}\n' for w, n in sorted(LEAVES)))
+        rows = [(f'ILSVRC2012_val_{k + 1:08d}', f'{LEAVES[i - 1][0]} 1 2 30 31 {LEAVES[i - 1][0]} 3 4 20 21 ')
+                for k, i in enumerate(VAL_IDS)]
+        with open(top / 'LOC_val_solution.csv', 'w', newline='') as f:
+            csv.writer(f).writerows([('ImageId', 'PredictionString')] + rows[::-1])
+    for wnid, _ in LEAVES:
+        for k in range(per_class):
+            images.jpeg(train / wnid / f'{wnid}_{k + 1}.JPEG')
+    for k in range(len(VAL_IDS)):
+        images.jpeg(val / f'ILSVRC2012_val_{k + 1:08d}.JPEG')
+    return top
+
+
+def by_name(split):
+    return {Path(f).name: int(label) for f, label in zip(split.files, split.labels)}
+
+
+def test_both_layouts_give_the_same_labels(tmp_path):
+    dk = iu.load_imagenet(make_tree(tmp_path, 'devkit'))
+    kg = iu.load_imagenet(make_tree(tmp_path, 'kaggle'))
+    assert iu.detect_layout(tmp_path / 'ILSVRC2012') == 'devkit'
+    assert iu.detect_layout(tmp_path / 'kaggle') == 'kaggle'
+    for ds in (dk, kg):
+        assert ds.name == 'imagenet' and ds.test is None and ds.resize_size == 256
+        assert ds.mean == iu.IMAGENET_MEAN_RGB == (123.68, 116.779, 103.939)
+        assert ds.class_ids == SORTED
+        assert ds.class_names == [dict(LEAVES)[w] for w in SORTED]
+        assert len(ds.train) == 12 and len(ds.val) == 8
+        assert ds.train.labels.dtype == np.int64
+        assert [by_name(ds.train)[f'{w}_1.JPEG'] for w in SORTED] == [0, 1, 2, 3]
+        assert [by_name(ds.val)[f'ILSVRC2012_val_{k + 1:08d}.JPEG'] for k in range(8)] == VAL_CANONICAL
+    assert VAL_CANONICAL[0] == 3       # ID 1 (kit fox) is last in sorted order: the mapping matters
+    assert by_name(dk.train) == by_name(kg.train) and by_name(dk.val) == by_name(kg.val)
+
+
+def test_parent_folders_are_accepted(tmp_path):
+    iu.load_imagenet(make_tree(tmp_path / 'a', 'devkit'))
+    assert iu.detect_layout(tmp_path / 'a') == 'devkit'          # the parent of ILSVRC2012/
+    assert len(iu.load_imagenet(tmp_path / 'a').val) == 8
+    top = make_tree(tmp_path / 'b', 'kaggle')
+    for name in ('LOC_synset_mapping.txt', 'LOC_val_solution.csv'):   # the two files one level up
+        shutil.move(top / name, tmp_path / 'b' / name)
+    assert by_name(iu.load_imagenet(top).val) == by_name(iu.load_imagenet(make_tree(tmp_path / 'c', 'kaggle')).val)
+
+
+def test_real_metadata_agrees_on_all_50000_validation_labels():
+    id_wnids, id_names = iu.read_devkit_meta(real('meta.mat'))
+    assert len(id_wnids) == 1000 and id_wnids[0] == 'n02119789' and id_names[0] == 'kit fox, Vulpes macrotis'
+    wnids, names = iu.read_kaggle_mapping(real('LOC_synset_mapping.txt'))
+    assert wnids == sorted(id_wnids) and wnids[0] == 'n01440764' and names[0] == 'tench, Tinca tinca'
+    assert names == [dict(zip(id_wnids, id_names))[w] for w in wnids]
+    devkit = iu.read_devkit_val_labels(real('ILSVRC2012_validation_ground_truth.txt'), real('meta.mat'))
+    kaggle = iu.read_kaggle_val_labels(real('LOC_val_solution.csv'), wnids)
+    assert devkit.shape == (50000,) and len(kaggle) == 50000
+    assert (devkit == [kaggle[f'ILSVRC2012_val_{k + 1:08d}'] for k in range(50000)]).all()
+    assert devkit[0] == 65 and wnids[65] == 'n01751748'        # image 1: sea snake (torchvision index 65)
+    raw = np.loadtxt(real('ILSVRC2012_validation_ground_truth.txt'), dtype=np.int64) - 1
+    assert (devkit != raw).mean() > 0.9                          # the two orders really differ
+
+
+def test_real_validation_images_in_both_layouts(tmp_path):
+    files = sorted(real('val').glob('*.JPEG'))
+    assert len(files) == 100
+    dk, kg = tmp_path / 'ILSVRC2012', tmp_path / 'kaggle'
+    for folder in (dk / 'ILSVRC2012_img_val', kg / 'ILSVRC' / 'Data' / 'CLS-LOC' / 'val'):
+        folder.mkdir(parents=True)
+        for f in files:
+            (folder / f.name).symlink_to(f)
+    (dk / 'data').mkdir()
+    (dk / 'data' / 'meta.mat').symlink_to(real('meta.mat'))
+    gt = real('ILSVRC2012_validation_ground_truth.txt').read_text().split()[:100]
+    (dk / 'data' / 'ILSVRC2012_validation_ground_truth.txt').write_text('\n'.join(gt) + '\n')
+    (kg / 'LOC_synset_mapping.txt').symlink_to(real('LOC_synset_mapping.txt'))
+    ids = {f.stem for f in files} | {'ImageId'}
+    with open(real('LOC_val_solution.csv')) as f:
+        rows = [r for r in f if r.split(',')[0] in ids]
+    (kg / 'LOC_val_solution.csv').write_text(''.join(rows))
+    with pytest.warns(UserWarning, match='no training folder'):
+        a, b = iu.load_imagenet(dk, verify=True), iu.load_imagenet(kg, verify=True)
+    assert a.train is None and a.num_classes == b.num_classes == 1000
+    assert len(a.val) == len(b.val) == 100 and a.val.skipped == b.val.skipped == []
+    assert by_name(a.val) == by_name(b.val)
+    assert (a.val.labels == iu.read_devkit_val_labels(real('ILSVRC2012_validation_ground_truth.txt'),
+                                                      real('meta.mat'))[:100]).all()
+    import preprocessing
+    for f in files:
+        image = preprocessing.decode_image(tf.io.read_file(str(f)))
+        assert image.dtype == tf.uint8 and image.shape[-1] == 3 and image.shape[0] > 0
+
+
+def error_of(data_dir):
+    with pytest.raises(DataError) as e:
+        iu.load_imagenet(data_dir)
+    return str(e.value)
+
+
+def test_errors_name_the_path(tmp_path):
+    top = make_tree(tmp_path, 'devkit')
+    train = top / 'ILSVRC2012_img_train'
+    (train / 'n09999999').mkdir()
+    assert str(train) in (m := error_of(top)) and '1 extra (n09999999)' in m and 'missing' not in m
+    (train / 'n09999999').rmdir()
+    shutil.move(train / SORTED[1], tmp_path / 'moved')
+    assert str(train) in (m := error_of(top)) and f'1 missing ({SORTED[1]})' in m and 'extra' not in m
+    (train / f'{SORTED[1]}.tar').write_bytes(b'')        # a class archive not yet extracted
+    assert f'1 missing ({SORTED[1]}): extract each nXXXXXXXX.tar' in error_of(top)
+    (train / f'{SORTED[1]}.tar').unlink()
+    (train / SORTED[1]).mkdir()
+    assert str(train) in (m := error_of(top)) and 'hold no images' in m and SORTED[1] in m
+    shutil.rmtree(train / SORTED[1])
+    shutil.move(tmp_path / 'moved', train / SORTED[1])
+    (top / 'ILSVRC2012_img_val' / 'ILSVRC2012_val_00000008.JPEG').unlink()
+    assert str(top / 'ILSVRC2012_img_val') in (m := error_of(top)) and 'holds 7 images' in m and 'labels 8' in m
+    (top / 'data' / 'meta.mat').unlink()
+    assert str(top / 'data' / 'meta.mat') in error_of(top)
+    kaggle = make_tree(tmp_path, 'kaggle')
+    (kaggle / 'LOC_val_solution.csv').unlink()
+    assert str(kaggle / 'LOC_val_solution.csv') in error_of(kaggle)
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'empty' / 'notes.txt').write_text('hello')
+    assert str(tmp_path / 'empty') in (m := error_of(tmp_path / 'empty')) and 'looked for' in m
+    assert 'meta.mat' in m and 'LOC_synset_mapping.txt' in m and 'index.json' in m
+    assert 'not a folder' in error_of(tmp_path / 'nowhere')
+
+
+def add_messy(top, images=None):
+    """A grayscale JPEG, a CMYK JPEG, a PNG named .JPEG and a corrupt file, in one class folder."""
+    folder, images = top / 'ILSVRC2012_img_train' / SORTED[2], images or Images(width=100)
+    messy = [images.jpeg(folder / 'gray.JPEG', 'L'), images.jpeg(folder / 'cmyk.JPEG', 'CMYK'),
+             images.jpeg(folder / 'png.JPEG', fmt='PNG')]
+    assert Image.open(messy[1]).mode == 'CMYK' and Image.open(messy[2]).format == 'PNG'
+    corrupt = folder / 'corrupt.JPEG'
+    corrupt.write_bytes(b'\xff\xd8\xff\xe0 this is not a JPEG' * 20)
+    return messy, corrupt
+
+
+def test_verify_decodes_messy_files_and_skips_the_corrupt_one(tmp_path):
+    top = make_tree(tmp_path, 'devkit')
+    messy, corrupt = add_messy(top)
+    assert len(iu.load_imagenet(top).train) == 16
+    with pytest.warns(iu.UnreadableImageWarning, match=str(corrupt)) as record:
+        ds = iu.load_imagenet(top, verify=True)
+    assert len(record) == 1
+    assert ds.train.skipped == [str(corrupt)] and len(ds.train) == 15 and len(ds.val) == 8
+    assert set(map(str, messy)) <= set(ds.train.files) and str(corrupt) not in ds.train.files
+    assert all(by_name(ds.train)[m.name] == 2 for m in messy)
+    import preprocessing
+    for m in messy:
+        assert preprocessing.decode_image(tf.io.read_file(str(m))).shape == (HEIGHT, Image.open(m).width, 3)
+
+
+def read_records(paths):
+    spec = {'image/encoded': tf.io.FixedLenFeature([], tf.string),
+            'image/class/label': tf.io.FixedLenFeature([], tf.int64)}
+    out = []
+    for raw in tf.data.TFRecordDataset(paths):
+        ex = tf.io.parse_single_example(raw, spec)
+        out.append((tf.io.decode_jpeg(ex['image/encoded']).shape, int(ex['image/class/label'])))
+    return out
+
+
+def test_prepare_writes_shards_that_parse_back(tmp_path):
+    top = make_tree(tmp_path, 'devkit')
+    messy, corrupt = add_messy(top)
+    source = iu.load_imagenet(top)
+    width_of = {f: Image.open(f).width for f in source.train.files + source.val.files if Path(f) != corrupt}
+    with pytest.warns(iu.UnreadableImageWarning, match=str(corrupt)):
+        ds = iu.prepare(top, tmp_path / 'out', shards_train=3, shards_val=2, progress=False)
+    out = tmp_path / 'out'
+    assert iu.detect_layout(out) == 'prepared' and ds.class_ids == SORTED and ds.class_names == source.class_names
+    assert sorted(p.name for p in out.glob('*.tfrecord')) == [f'train-0000{k}-of-00003.tfrecord' for k in range(3)] \
+        + ['val-00000-of-00002.tfrecord', 'val-00001-of-00002.tfrecord']
+    assert not list(out.glob('*.tmp')) and ds.train.skipped == [str(corrupt)] and ds.val.skipped == []
+    assert ds.train.files is None and len(ds.train.records) == 3
+    for split, src in ((ds.train, source.train), (ds.val, source.val)):
+        records = read_records(split.records)
+        assert [label for _, label in records] == split.labels.tolist()
+        assert all(shape[0] == 256 and shape[2] == 3 for shape, _ in records)     # shorter side 256, RGB
+        # each record's width tells which file it came from: its label must be that file's
+        expected = {round(width_of[f] * 256 / HEIGHT): int(label)
+                    for f, label in zip(src.files, src.labels) if Path(f) != corrupt}
+        assert sorted(shape[1] for shape, _ in records) == sorted(expected)
+        assert all(expected[shape[1]] == label for shape, label in records)
+    val_widths = [shape[1] for shape, _ in read_records(ds.val.records)]
+    assert val_widths == [round(width_of[f] * 256 / HEIGHT) for f in source.val.files]    # file order kept
+    index = json.loads((out / 'index.json').read_text())
+    assert index['class_ids'] == SORTED and index['val']['labels'] == VAL_CANONICAL
+
+
+def test_prepare_resumes_without_redoing_complete_shards(tmp_path, monkeypatch):
+    top = make_tree(tmp_path, 'devkit', per_class=5)
+    out = tmp_path / 'out'
+    calls, real_resize = [], iu._resized_jpeg
+
+    def dies_after_some(path, size):                  # a kill in the middle of the run
+        calls.append(path)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real_resize(path, size)
+    monkeypatch.setattr(iu, '_resized_jpeg', dies_after_some)
+    monkeypatch.setattr(iu.os, 'cpu_count', lambda: 2)        # two writers, whatever the machine
+    with pytest.raises(KeyboardInterrupt):
+        iu.prepare(top, out, shards_train=7, shards_val=2, progress=False)
+    monkeypatch.setattr(iu, '_resized_jpeg', real_resize)
+    assert not (out / 'index.json').exists()
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob('*.tfrecord')}
+    assert 0 < len(done) < 9 and list(out.glob('*.tmp'))        # some shards complete, one half-written
+    (out / 'val-00001-of-00002.tfrecord.tmp').write_bytes(b'half a shard')    # as a kill leaves it
+    written, real_write = [], iu._write_shard
+    monkeypatch.setattr(iu, '_write_shard', lambda shard, *a: (written.append(shard.name), real_write(shard, *a)))
+    ds = iu.prepare(top, out, shards_train=7, shards_val=2, progress=False)
+    every = {p.name for p in out.glob('*.tfrecord')}
+    assert len(every) == 9 and sorted(written) == sorted(every - set(done))
+    assert all((out / name).stat().st_mtime_ns == t for name, t in done.items())
+    assert not list(out.glob('*.tmp'))
+    assert len(ds.train) == 20 and len(ds.val) == 8 and ds.val.labels.tolist() == VAL_CANONICAL
+    assert [label for _, label in read_records(ds.train.records)] == ds.train.labels.tolist()
+    written.clear()
+    (out / 'train-00003-of-00007.tfrecord').unlink()                 # one shard lost: only it is redone
+    iu.prepare(top, out, shards_train=7, shards_val=2, progress=False)
+    assert written == ['train-00003-of-00007.tfrecord']
+
+
+def test_cli_summary_and_errors(tmp_path, capsys):
+    top = make_tree(tmp_path, 'devkit')
+    assert iu.main(['--data-dir', str(top), '--speed-seconds', '0']) == 0
+    out = capsys.readouterr().out
+    assert f'{top} (devkit layout)' in out and 'classes     4' in out and 'Australian terrier' in out
+    assert 'train       12 images' in out and 'val         8 images' in out
+    assert iu.main(['--data-dir', str(top), '--prepare', str(tmp_path / 'out'), '--shards-train', '2',
+                    '--shards-val', '1', '--speed-seconds', '0']) == 0
+    out = capsys.readouterr().out
+    assert '(prepared layout)' in out and 'train       12 images in 2 shards' in out
+    assert iu.main(['--data-dir', str(tmp_path / 'out' / 'nowhere')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'nowhere' in err and 'Traceback' not in err
+
+
+def test_cli_verify_and_pipeline_speed_in_a_subprocess(tmp_path):
+    top = make_tree(tmp_path, 'devkit')
+    _, corrupt = add_messy(top)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    run = subprocess.run([sys.executable, 'imagenet_utils.py', '--data-dir', str(tmp_path), '--verify',
+                          '--speed-seconds', '1'], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 'unreadable  1 (skipped)' in run.stdout and str(corrupt) in run.stdout
+    assert 'train       15 images' in run.stdout
+    speed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith('pipeline ')]
+    assert len(speed) == 1 and float(speed[0]) > 0, run.stdout
+    bad = subprocess.run([sys.executable, 'imagenet_utils.py', '--data-dir', str(tmp_path / 'ILSVRC2012' / 'data')],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'Traceback' not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith('error: no ImageNet found in ')     # TF logs before it
