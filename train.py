@@ -78,7 +78,7 @@ def parse_args(argv):
                    help='validate every epoch (default: on when a validation set exists)')
     p.add_argument('--max-steps', type=int, help='stop (and save) when the global step reaches N')
     p.add_argument('--seed', type=int, help='seed for data order, augmentation, dropout and init (default 0)')
-    p.add_argument('--synthetic', action='store_true', help='random images, no dataset: benchmarks, smoke tests')
+    p.add_argument('--synthetic', action='store_true', default=None, help='random images, no dataset: benchmarks, smoke tests')
     p.add_argument('--num-classes', type=int, help='classes for --synthetic (default 1000)')
     p.add_argument('-m', '--model_path', '--model-path', dest='model_path',
                    help='start from another checkpoint\'s weights (layers of matching shape)')
@@ -89,8 +89,8 @@ def parse_args(argv):
     p.add_argument('--save-minutes', type=float, help='save the latest checkpoint every N minutes (default 10)')
     p.add_argument('--save-steps', type=int, help='also save every N steps (default 0: off)')
     p.add_argument('--keep', type=int, help='latest checkpoints to keep (default 3)')
-    p.add_argument('--save-features', action='store_true', help='also save conv1..conv5 weights each epoch')
-    p.add_argument('--histograms', action='store_true', help='weight histograms in TensorBoard each epoch')
+    p.add_argument('--save-features', action='store_true', default=None, help='also save conv1..conv5 weights each epoch')
+    p.add_argument('--histograms', action='store_true', default=None, help='weight histograms in TensorBoard each epoch')
     p.add_argument('--log-steps', type=int, help='TensorBoard training scalars every N steps (default 20)')
     return p.parse_args(argv)
 
@@ -109,7 +109,7 @@ def settle_args(args):
         meta = found[1]
         settled.update(meta['args'])
         for key in FIXED_ON_RESUME:
-            if key in given and given[key] != meta['args'].get(key) and not (key == 'synthetic' and not given[key]):
+            if key in given and given[key] != meta['args'].get(key):
                 raise DataError(f'--{key.replace("_", "-")} cannot change on -resume (the run used '
                                 f'{meta["args"].get(key)}); start a new run with -scratch instead')
     settled.update(given)

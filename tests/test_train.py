@@ -64,16 +64,18 @@ def events(train_dir):
 
 def test_learns_a_small_dataset_and_logs_it(tree, tmp_path):
     run_dir = tmp_path / 'run'
+    # The paper's init (N(0, 0.01), biases 1) sits on the ln(4) plateau for ~100 steps before
+    # it learns; lr 0.01 is too much for batch 16 and 4 classes, so this uses 0.001.
     assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir,
-                     '--epochs', '8', *SMALL) == 0
+                     '--epochs', '24', '--lr', '0.001', '--patience', '30', *SMALL) == 0
     prefix, meta = checkpoints.latest(str(run_dir))
-    assert meta['step'] == 8 * 8 and meta['epoch'] == 8
+    assert meta['step'] == 24 * 8 and meta['epoch'] == 24
     assert meta['class_names'] == ['class0', 'class1', 'class2', 'class3']
     assert meta['best']['top1'] >= 0.75, meta['best']          # chance is 0.25
     tags = events(str(run_dir))
     losses = [v for _, v in tags['train/epoch_loss']]
-    assert losses[-1] < 0.7 * losses[0], losses
-    for tag in ('train/loss', 'train/top1', 'val/loss', 'val/top1', 'val/top5', 'learning_rate',
+    assert losses[-1] < 0.3 * losses[0], losses
+    for tag in ('train/loss', 'train/top1', 'val/loss', 'val/top1', 'val/top4', 'learning_rate',   # top-k: k = min(5, classes)
                 'images_per_second', 'inputs/image/0'):
         assert tag in tags, tag
     assert checkpoints.latest(str(run_dir / 'best'))[1]['best'] == meta['best']
