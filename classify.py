@@ -1,0 +1,135 @@
+"""Classify images with a trained AlexNet.
+
+    python classify.py lussari.jpg                 # best checkpoint of runs/alexnet, 5 random crops
+    python classify.py *.png --ten-crop --top-k 3
+    python classify.py photo.jpg --center --json   # machine-readable output
+
+prints, for each image, its top-k classes and their scores (the softmax averaged over
+the crops, Section 4.1):
+
+    AlexNet saw (lussari.jpg):
+    alp - score: 0.5758
+    church, church building - score: 0.0517
+
+Any common format is read (JPEG, PNG, BMP, GIF; grayscale, RGBA, CMYK). An image that
+cannot be read gets one `error:` line and the others are still classified (exit 1).
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')   # decoding errors are reported per image, below
+import numpy as np
+import tensorflow as tf
+
+import alexnet
+import checkpoints
+import evaluate
+import preprocessing
+from datasets import DataError
+
+RANDOM_CROPS = 5          # as test.py: 5 random crops with reflections
+TOP_K = 5
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description='Classify images with a trained AlexNet.')
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, BMP, GIF)')
+    p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
+                                       'checkpoint, else its latest')
+    p.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
+    crops = p.add_mutually_exclusive_group()
+    crops.add_argument('--crops', type=int, default=RANDOM_CROPS,
+                       help=f'average K random crops with random reflections (default {RANDOM_CROPS})')
+    crops.add_argument('--ten-crop', action='store_true', help='four corners and centre, and their reflections')
+    crops.add_argument('--center', action='store_true', help='one centre crop')
+    p.add_argument('-k', '--top-k', type=int, default=TOP_K, help=f'classes shown per image (default {TOP_K})')
+    p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
+    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    p.add_argument('--json', action='store_true', help='print a JSON list of {image, top: [{class, index, score}]}')
+    return p.parse_args(argv)
+
+
+class Classifier:
+    """The graph, built once: encoded bytes -> decoded image -> crops -> averaged softmax."""
+
+    def __init__(self, prefix, meta, mode='random', num_random=RANDOM_CROPS, seed=0, devices=None):
+        self.class_names = meta['class_names']
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.contents = tf.compat.v1.placeholder(tf.string, [], name='contents')
+            with tf.device('/cpu:0'):
+                image = preprocessing.decode_image(self.contents)
+                crops = preprocessing.eval_crops(image, meta['input_size'], meta['mean'], meta['resize_size'],
+                                                 mode=mode, num_random=num_random, seed=seed)
+            self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices)[0]
+            self.sess = tf.compat.v1.Session(config=alexnet.session_config('fp32', devices))
+            tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(self.sess, prefix)
+
+    def probabilities(self, path):
+        """Class probabilities [C] of one image file; DataError (one line) when it cannot be read."""
+        try:
+            with open(path, 'rb') as f:
+                contents = f.read()
+        except FileNotFoundError:
+            raise DataError('no such file') from None
+        except IsADirectoryError:
+            raise DataError('is a folder, not an image') from None
+        except OSError as e:
+            raise DataError(e.strerror or str(e)) from None
+        if not contents:
+            raise DataError('empty file, not an image')
+        try:
+            return self.sess.run(self.probs, {self.contents: contents})
+        except tf.errors.InvalidArgumentError as e:      # the decoder's reason, without the graph context
+            lines = [line.strip() for line in e.message.splitlines()]
+            reason = next((line for line in lines if line and not line.startswith('[[')
+                           and not line.startswith('Graph execution error')), 'cannot decode')
+            raise DataError(f'not a readable image (truncated, or not JPEG, PNG, BMP or GIF): {reason}') from None
+
+    def top(self, probs, k):
+        """[{class, index, score}] of the k highest probabilities (ties: lower index first)."""
+        order = np.argsort(-probs, kind='stable')[:k]
+        return [{'class': self.class_names[i], 'index': int(i), 'score': float(probs[i])} for i in order]
+
+    def close(self):
+        self.sess.close()
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        if a.crops < 1 or a.top_k < 1:
+            raise DataError('--crops and --top-k must be at least 1')
+        prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+        devices = alexnet.parse_devices(a.devices)
+    except (DataError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    mode = 'ten' if a.ten_crop else 'center' if a.center else 'random'
+    classifier = Classifier(prefix, meta, mode, a.crops, a.seed, devices)
+    results, failed = [], 0
+    try:
+        for path in a.images:
+            try:
+                top = classifier.top(classifier.probabilities(path), a.top_k)
+            except DataError as e:
+                print(f'error: {path}: {e}', file=sys.stderr, flush=True)
+                failed += 1
+                continue
+            results.append({'image': path, 'top': top})
+            if not a.json:
+                print(f'AlexNet saw ({path}):')
+                for t in top:
+                    print(f'{t["class"]} - score: {t["score"]:.4f}')
+                print(flush=True)
+    finally:
+        classifier.close()
+    if a.json:
+        print(json.dumps(results, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

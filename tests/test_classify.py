@@ -1,0 +1,121 @@
+"""classify.py: image formats, the scores against an independent evaluation, output, bad inputs."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import checkpoints
+import classify
+from test_test import CLASSES, make_run, network_probabilities, ten_crops
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
+GRAY_JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000034.JPEG'   # the grayscale one
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    assert JPEG.is_file() and GRAY_JPEG.is_file(), f'the real data is missing: {SHARED_DATA}'
+    root = tmp_path_factory.mktemp('classify')
+    tree, run_dir = make_run(root)
+    prefix, meta = checkpoints.for_use(str(run_dir))
+    return dict(tree=tree, dir=str(run_dir), prefix=prefix, meta=meta, root=root)
+
+
+@pytest.fixture(scope='module')
+def images(run):
+    """The same picture in several formats (from the real JPEG, made small)."""
+    folder = run['root'] / 'images'
+    folder.mkdir()
+    rgb = Image.open(JPEG).convert('RGB').resize((120, 90))
+    gray = rgb.convert('L')
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120), np.uint8)))
+    made = {'rgb.png': rgb, 'rgba.png': rgba, 'gray.png': gray, 'gray_as_rgb.png': gray.convert('RGB'),
+            'rgb.bmp': rgb, 'palette.gif': rgb, 'cmyk.jpg': rgb.convert('CMYK'), 'gray.jpg': gray}
+    for name, image in made.items():
+        image.save(folder / name)
+    return {name: str(folder / name) for name in made}
+
+
+def classify_json(capsys, *argv):
+    code = classify.main([str(a) for a in argv] + ['--json'])
+    out = capsys.readouterr().out
+    return code, {r['image']: r for r in json.loads(out)}
+
+
+def test_every_format_is_classified_alike(run, images, capsys):
+    paths = [str(JPEG), str(GRAY_JPEG), *images.values()]
+    code, results = classify_json(capsys, '--train-dir', run['dir'], '--center', '--top-k', CLASSES, *paths)
+    assert code == 0 and sorted(results) == sorted(paths)
+    scores = {}
+    for path, r in results.items():
+        top = r['top']
+        assert [t['class'] for t in top] == [run['meta']['class_names'][t['index']] for t in top]
+        assert sorted(t['index'] for t in top) == list(range(CLASSES))
+        assert sum(t['score'] for t in top) == pytest.approx(1, abs=1e-5)
+        assert all(a['score'] >= b['score'] for a, b in zip(top, top[1:]))
+        scores[path] = np.array([t['score'] for t in sorted(top, key=lambda t: t['index'])])
+    # alpha is dropped, gray is repeated over R, G, B, and BMP holds the same pixels as PNG
+    np.testing.assert_allclose(scores[images['rgba.png']], scores[images['rgb.png']], atol=1e-6)
+    np.testing.assert_allclose(scores[images['gray.png']], scores[images['gray_as_rgb.png']], atol=1e-6)
+    np.testing.assert_allclose(scores[images['rgb.bmp']], scores[images['rgb.png']], atol=1e-6)
+    assert not np.allclose(scores[images['gray.png']], scores[images['rgb.png']], atol=1e-4)
+
+
+def test_scores_are_the_averaged_softmax_of_the_ten_crops(run, capsys):
+    paths = sorted(str(p) for p in run['tree'].glob('test/class*/*.png'))[:3]
+    code, results = classify_json(capsys, '--checkpoint', run['prefix'], '--ten-crop', '--top-k', '3', *paths)
+    assert code == 0
+    for path in paths:
+        expected = network_probabilities(run['prefix'], CLASSES, ten_crops(path, run['meta']['mean'])).mean(0)
+        top = results[path]['top']
+        assert [t['index'] for t in top] == list(np.argsort(-expected)[:3])
+        np.testing.assert_allclose([t['score'] for t in top], np.sort(expected)[::-1][:3], atol=1e-5)
+
+
+def test_text_output(run, images, capsys):
+    png = images['rgb.png']
+    assert classify.main(['--train-dir', run['dir'], str(JPEG), png]) == 0      # 5 random crops, top 5
+    out = capsys.readouterr().out
+    blocks = out.strip().split('\n\n')
+    assert len(blocks) == 2
+    _, results = classify_json(capsys, '--train-dir', run['dir'], str(JPEG), png)
+    for block, path in zip(blocks, (str(JPEG), png)):
+        lines = block.splitlines()
+        assert lines[0] == f'AlexNet saw ({path}):' and len(lines) == 6
+        for line, t in zip(lines[1:], results[path]['top']):
+            assert re.fullmatch(r'class\d - score: \d\.\d{4}', line), line
+            assert line == f'{t["class"]} - score: {t["score"]:.4f}'
+    five = results[str(JPEG)]
+    _, centre = classify_json(capsys, '--train-dir', run['dir'], '--center', str(JPEG))
+    assert five['top'] != centre[str(JPEG)]['top']           # the random crops are not the centre crop
+
+
+def test_bad_inputs_get_one_line_each_and_the_others_are_classified(run, images, tmp_path, capfd):
+    data = JPEG.read_bytes()
+    (tmp_path / 'truncated.jpg').write_bytes(data[:len(data) // 2])
+    (tmp_path / 'empty.png').write_bytes(b'')
+    (tmp_path / 'notes.jpg').write_text('not an image\n')
+    bad = [str(tmp_path / 'missing.jpg'), str(tmp_path / 'truncated.jpg'), str(tmp_path / 'empty.png'),
+           str(tmp_path / 'notes.jpg'), str(tmp_path)]
+    argv = [bad[0], str(JPEG), *bad[1:3], images['rgb.png'], *bad[3:]]
+    assert classify.main(['--train-dir', run['dir'], '--center', *argv]) == 1
+    out, err = capfd.readouterr()
+    assert out.count('AlexNet saw') == 2 and f'AlexNet saw ({JPEG}):' in out
+    assert 'Traceback' not in err
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert [e.split(': ')[1] for e in errors] == bad
+    assert 'no such file' in errors[0] and 'not a readable image' in errors[1]
+    assert 'empty file' in errors[2] and 'not a readable image' in errors[3] and 'folder' in errors[4]
+
+
+def test_no_checkpoint_gives_the_hint(tmp_path, capsys):
+    assert classify.main(['--train-dir', str(tmp_path / 'run'), str(JPEG)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: no checkpoint in') and 'train.py -scratch' in err and err.count('\n') == 1
+    assert classify.main(['--checkpoint', str(tmp_path / 'model.ckpt-5'), str(JPEG)]) == 2
+    assert capsys.readouterr().err.startswith('error: no usable checkpoint at')

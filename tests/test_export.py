@@ -1,0 +1,112 @@
+"""export.py: the SavedModel's signatures and the TFLite models agree with classify.py --center."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import checkpoints
+import classify
+import export
+import preprocessing
+from test_test import CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """A run, its SavedModel and float TFLite model (one export), and an int8 TFLite model (another)."""
+    assert JPEG.is_file(), f'the real data is missing: {SHARED_DATA}'
+    root = tmp_path_factory.mktemp('export')
+    tree, run_dir = make_run(root)
+    prefix, meta = checkpoints.for_use(str(run_dir))
+    assert export.main(['--train-dir', str(run_dir), '--out', str(root / 'saved'),
+                        '--tflite', str(root / 'float.tflite')]) == 0
+    assert export.main(['--checkpoint', prefix, '--tflite', str(root / 'int8.tflite'), '--quantize', 'int8',
+                        '--calibration-images', '20']) == 0
+    return dict(root=root, tree=tree, dir=str(run_dir), prefix=prefix, meta=meta)
+
+
+def classify_center(run_dir, capsys, *paths):
+    """classify.py --center's probabilities [C] for each path."""
+    assert classify.main(['--train-dir', run_dir, '--center', '--json', '--top-k', str(CLASSES), *paths]) == 0
+    results = json.loads(capsys.readouterr().out)
+    return [np.array([t['score'] for t in sorted(r['top'], key=lambda t: t['index'])]) for r in results]
+
+
+def decoded(path):
+    """uint8 [H, W, 3] as classify.py decodes it (TensorFlow's JPEG decoder)."""
+    return preprocessing.decode_image(tf.io.read_file(str(path))).numpy()
+
+
+def tflite_runner(path):
+    with warnings.catch_warnings():        # tf.lite.Interpreter's notice about the LiteRT package
+        warnings.simplefilter('ignore')
+        return tf.lite.Interpreter(str(path)).get_signature_runner('crops')
+
+
+def centre_crop(path):
+    """The TFLite input for an image: the centre crop as classify.py --center takes it, RGB 0..255."""
+    return preprocessing.eval_crops(decoded(path), INPUT_SIZE, (0.0, 0.0, 0.0), RESIZE_SIZE, 'center').numpy()
+
+
+def test_saved_model_signatures_agree_with_classify(exported, capsys):
+    png = sorted(exported['tree'].glob('test/class3/*.png'))[0]
+    expected = classify_center(exported['dir'], capsys, str(JPEG), str(png))
+    model = tf.saved_model.load(str(exported['root'] / 'saved'))
+    assert set(model.signatures) == {'serving_default', 'encoded', 'crops'}
+
+    for path, want in zip((JPEG, png), expected):
+        out = model.signatures['serving_default'](images=tf.constant(decoded(path)[None]))
+        np.testing.assert_allclose(out['probabilities'].numpy()[0], want, atol=1e-5)
+        assert out['top_k_indices'].numpy()[0, 0] == want.argmax()
+        assert list(out['top_k_indices'].numpy()[0]) == list(np.argsort(-want)[:5])
+        np.testing.assert_allclose(out['top_k_scores'].numpy()[0], np.sort(want)[::-1][:5], atol=1e-5)
+        names = [n.decode() for n in out['top_k_classes'].numpy()[0]]
+        assert names == [exported['meta']['class_names'][i] for i in out['top_k_indices'].numpy()[0]]
+
+    # encoded files of different sizes in one batch
+    out = model.signatures['encoded'](image_bytes=tf.constant([JPEG.read_bytes(), png.read_bytes()]))
+    np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(expected), atol=1e-5)
+
+    crops = np.concatenate([centre_crop(JPEG), centre_crop(png)])
+    out = model.signatures['crops'](crops=tf.constant(crops))
+    np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(expected), atol=1e-5)
+    labels = (exported['root'] / 'saved' / 'assets' / 'class_names.txt').read_text().splitlines()
+    assert labels == exported['meta']['class_names']
+
+
+def test_tflite_models_agree_with_classify(exported, capsys):
+    pngs = [str(p) for p in sorted(exported['tree'].glob('test/class*/0.png'))]
+    expected = classify_center(exported['dir'], capsys, str(JPEG), *pngs)
+    floats, int8s = [], []
+    for path, want in zip([JPEG, *pngs], expected):
+        crop = centre_crop(path)
+        out = tflite_runner(exported['root'] / 'float.tflite')(crops=crop)
+        np.testing.assert_allclose(out['probabilities'][0], want, atol=1e-4)
+        assert out['top_k_indices'][0, 0] == want.argmax()
+        floats.append(out['probabilities'][0])
+        int8s.append(tflite_runner(exported['root'] / 'int8.tflite')(crops=crop)['probabilities'][0])
+    floats, int8s = np.concatenate(floats), np.concatenate(int8s)
+    assert np.corrcoef(floats, int8s)[0, 1] > 0.9
+    assert np.abs(int8s.reshape(-1, CLASSES).sum(1) - 1).max() < 0.05
+    float_size = (exported['root'] / 'float.tflite').stat().st_size
+    assert (exported['root'] / 'int8.tflite').stat().st_size < 0.4 * float_size
+    for name in ('float_labels.txt', 'int8_labels.txt'):
+        assert (exported['root'] / name).read_text().splitlines() == exported['meta']['class_names']
+
+
+def test_usage_errors(exported, tmp_path, capsys):
+    cases = [(['--train-dir', str(tmp_path / 'none'), '--out', str(tmp_path / 'm')], 'error: no checkpoint in'),
+             (['--train-dir', exported['dir'], '--out', str(exported['root'] / 'saved')], 'already exists'),
+             (['--train-dir', exported['dir']], 'nothing to write'),
+             (['--train-dir', exported['dir'], '--out', str(tmp_path / 'm'), '--quantize', 'int8'], 'add --tflite')]
+    for argv, message in cases:
+        assert export.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error:') and message in err and err.count('\n') == 1, err
+    assert not (tmp_path / 'm').exists()
