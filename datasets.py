@@ -5,7 +5,9 @@ training mean, and up to three splits. Each `Split` holds its images in one of
 three forms: a list of encoded image files (JPEG, PNG, ...), a uint8 array in
 memory (CIFAR-10), or TFRecord shards written by `imagenet_utils --prepare`.
 """
+import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -42,3 +44,149 @@ class Dataset:
     def num_classes(self):
         return len(self.class_names)
 
+
+# ---------------------------------------------------------------- class folders, the demo, the dispatcher
+
+class UnreadableImageWarning(UserWarning):
+    """An image that cannot be decoded; it is skipped and listed in Split.skipped."""
+
+
+IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png')   # compared lower-case
+DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
+DEMO_DIR = Path(__file__).resolve().parent / 'demo'
+MEAN_SAMPLE = 500        # training images averaged for a folder dataset's mean
+
+
+def _images_by_class(folder, classes=None):
+    """(class names, files, labels) of folder/<class>/*; classes, when given, must match."""
+    if not folder.is_dir():
+        raise DataError(f'{folder} is not a folder: a folder dataset holds train/<class>/ images '
+                        '(and optionally val/<class>/, test/<class>/)')
+    found = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if not found:
+        raise DataError(f'no class folders in {folder}: put each class\'s images in {folder}/<class name>/')
+    if classes is not None and found != classes:
+        extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
+        raise DataError(f'the class folders of {folder} do not match the training classes '
+                        f'(extra: {extra or "none"}, missing: {missing or "none"}): give both the same folders')
+    files, labels = [], []
+    for label, name in enumerate(found):
+        images = sorted(str(f) for f in (folder / name).iterdir()
+                        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        if not images:
+            raise DataError(f'class folder {folder / name} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
+        files += images
+        labels += [label] * len(images)
+    return found, files, np.array(labels, np.int64)
+
+
+def stratified_split(labels, fraction, seed=0):
+    """(keep, held_out) index arrays: a seeded fraction of each class held out (at least one image of
+    each class with two or more)."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        k = min(len(members) - 1, max(1, round(len(members) * fraction))) if fraction > 0 else 0
+        held.append(members[:k])
+        keep.append(members[k:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def image_mean(files, seed=0, sample=MEAN_SAMPLE):
+    """Per-channel RGB mean over a seeded sample of up to `sample` images: the average of each image's
+    mean (so every image counts once, whatever its size). JPEGs are decoded at reduced size (Pillow's
+    draft mode), which leaves the mean nearly unchanged; unreadable files are left out."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(files), min(sample, len(files)), replace=False)
+    means = []
+    for i in chosen:
+        try:
+            with Image.open(files[i]) as image:
+                image.draft('RGB', (64, 64))
+                means.append(np.asarray(image.convert('RGB'), np.float64).reshape(-1, 3).mean(0))
+        except (OSError, ValueError):
+            continue
+    if not means:
+        raise DataError(f'none of the {len(chosen)} sampled training images could be read (first: {files[0]})')
+    return tuple(float(m) for m in np.mean(means, 0))
+
+
+def load_folder(data_dir, val_fraction=0.1, seed=0):
+    """A Dataset from DIR/train/<class>/*, DIR/val/<class>/* (or, without val/, a seeded stratified
+    val_fraction of train) and optional DIR/test/<class>/*. Classes are the sorted folder names; the
+    mean comes from up to 500 training images (image_mean)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f'{root} is not a folder: give --data-dir a folder holding train/<class>/ images')
+    if not (root / 'train').is_dir():
+        raise DataError(f'{root / "train"} not found: a folder dataset holds train/<class>/ images '
+                        '(and optionally val/<class>/, test/<class>/)')
+    classes, files, labels = _images_by_class(root / 'train')
+    if (root / 'val').is_dir():
+        train = Split(labels, files=files)
+        _, vfiles, vlabels = _images_by_class(root / 'val', classes)
+        val = Split(vlabels, files=vfiles)
+    else:
+        keep, held = stratified_split(labels, val_fraction, seed)
+        train = Split(labels[keep], files=[files[i] for i in keep])
+        val = Split(labels[held], files=[files[i] for i in held]) if len(held) else None
+    test = None
+    if (root / 'test').is_dir():
+        _, tfiles, tlabels = _images_by_class(root / 'test', classes)
+        test = Split(tlabels, files=tfiles)
+    return Dataset('folder', classes, train=train, val=val, test=test,
+                   mean=image_mean(train.files, seed), class_ids=list(classes))
+
+
+def load_demo(seed=0):
+    """The small CIFAR-10 subset committed in demo/ (see demo/README.md): 10 classes, 900 training and
+    100 validation images (a seeded stratified 10% of demo/train), 200 test images. Works offline."""
+    ds = load_folder(DEMO_DIR, val_fraction=0.1, seed=seed)
+    ds.name = 'demo'
+    return ds
+
+
+def make_demo(cifar_train_tgz, cifar_test_tgz, out_dir=DEMO_DIR, per_class_train=100, per_class_test=20):
+    """Rebuild demo/ from the CIFAR-10 JPEG archives: the first images of each class in name order,
+    their bytes copied unchanged."""
+    for archive, per_class in ((cifar_train_tgz, per_class_train), (cifar_test_tgz, per_class_test)):
+        with tarfile.open(archive) as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith('.jpg')),
+                             key=lambda m: m.name)
+            taken = {}
+            for m in members:
+                split, cls, name = PurePosixPath(m.name).parts[-3:]
+                taken[cls] = taken.get(cls, 0) + 1
+                if taken[cls] <= per_class:
+                    out = Path(out_dir) / split / cls / name
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(tar.extractfile(m).read())
+
+
+def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
+    """The Dataset called name (one of DATASET_CHOICES). 'auto': ImageNet when data_dir (or
+    ./ILSVRC2012) holds an ImageNet layout, otherwise CIFAR-10 from data_dir or the default cache
+    (downloaded on first use)."""
+    if name not in DATASET_CHOICES:
+        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASET_CHOICES)}')
+    if name == 'demo':
+        return load_demo(seed)
+    if name == 'folder':
+        if data_dir is None:
+            raise DataError('--dataset folder needs --data-dir DIR holding train/<class>/ images')
+        return load_folder(data_dir, seed=seed)
+    if name in ('imagenet', 'auto'):
+        import imagenet_utils
+        where = data_dir or 'ILSVRC2012'
+        if name == 'imagenet':
+            return imagenet_utils.load_imagenet(where)
+        try:
+            imagenet_utils.detect_layout(where)
+        except DataError:           # no ImageNet there: CIFAR-10
+            pass
+        else:                       # an ImageNet layout: its errors are the user's to see
+            return imagenet_utils.load_imagenet(where)
+    import cifar10_utils
+    return cifar10_utils.load_cifar10(data_dir, val_size=val_size, seed=seed, md5=md5)

@@ -1,0 +1,458 @@
+"""The paper's image transforms and the tf.data input pipelines (the one place for both).
+
+Training (Sections 2 and 4.1): the shorter side scaled to 256, the central 256x256
+square, a random 227x227 crop of it, a horizontal reflection half of the time, the
+PCA colour augmentation, minus the per-channel training mean (the paper subtracts
+the mean image; Dataset.mean is per channel). Testing (Section 4.1): the centre
+crop, the ten crops (the square's four corners and centre, and their reflections),
+or K random crops. JPEGs are decoded only where the crop falls (the window is mapped
+to the original pixels and resized after), which matches resize-then-crop within a
+third of a pixel and is much faster.
+
+    python preprocessing.py --data-dir ../shared/data/imagenet/val [--seconds 10] [--threads T]
+
+measures the training pipeline in images/second, and per core, on a folder of images.
+"""
+import argparse
+import os
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import datasets
+from datasets import DataError
+
+RESIZE_SIZE = 256         # Section 2: shorter side rescaled to 256, the central 256x256 patch kept
+INPUT_SIZE = 227          # Section 3.5 / Figure 2 (224 in the text; 227 gives the 55x55 conv1 maps)
+FLIP_PROBABILITY = 0.5    # Section 4.1: random patches "and their horizontal reflections"
+PCA_STD = 0.1             # Section 4.1: alpha_i ~ N(0, 0.1), drawn once per image each time it is used
+# Section 4.1: the eigenvalues/eigenvectors of the 3x3 covariance of ImageNet RGB pixels. The paper does
+# not publish them; these are the values of fb.resnet.torch (datasets/imagenet.lua, pixels in [0, 1])
+# and its Caffe/TF ports, times 255 for our [0, 255] pixels. Column i of PCA_EIGVEC is p_i (rows R, G, B),
+# and the colour offset added to every pixel is PCA_EIGVEC @ (alpha * PCA_EIGVAL).
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045]) * 255.0
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                       [-0.5808, -0.0045, -0.8140],
+                       [-0.5836, -0.6948, 0.4203]])
+SHUFFLE_BUFFER = 8192     # records in the shuffle buffer of a TFRecord split (after shard-order shuffling)
+RECORD_FEATURES = {'image/encoded': tf.io.FixedLenFeature([], tf.string),
+                   'image/class/label': tf.io.FixedLenFeature([], tf.int64)}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+# ---------------------------------------------------------------- one image
+
+def is_jpeg(contents):
+    """True when the encoded bytes start with the JPEG SOI marker (whatever the file is named)."""
+    return tf.equal(tf.strings.substr(contents, 0, 2), b'\xff\xd8')
+
+
+def decode_image(contents):
+    """Encoded bytes -> uint8 [H, W, 3] RGB: JPEG (RGB, grayscale, CMYK), PNG (RGBA, gray, palette),
+    BMP, GIF (first frame). Alpha is dropped, gray is repeated, CMYK is converted by libjpeg."""
+    image = tf.cond(is_jpeg(contents),
+                    lambda: tf.io.decode_jpeg(contents, channels=3),
+                    lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _seeds(seed, n):
+    """n [2] int64 seeds for the stateless random ops, from seed (int or [2]; None: a fresh random one)."""
+    if seed is None:
+        seed = tf.random.uniform([2], 0, 2 ** 62, tf.int64)
+    seed = tf.cast(seed, tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.constant(0, tf.int64)])
+    return tf.random.experimental.stateless_split(seed, n)
+
+
+def _resized_shape(height, width, resize_size):
+    """(height, width) after scaling the shorter side to resize_size."""
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = resize_size / tf.minimum(h, w)
+    size = lambda x: tf.maximum(resize_size, tf.cast(tf.round(x * scale), tf.int32))
+    return size(h), size(w)
+
+
+def square_image(image, resize_size=RESIZE_SIZE):
+    """float32 [R, R, 3]: the shorter side scaled to R (bilinear, like Caffe, no antialiasing),
+    then the central R x R square (Section 2). All crops are taken from this square."""
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    h, w = _resized_shape(shape[0], shape[1], resize_size)
+    image = tf.image.resize(image, tf.stack([h, w]))
+    return tf.slice(image, tf.stack([(h - resize_size) // 2, (w - resize_size) // 2, 0]),
+                    [resize_size, resize_size, 3])
+
+
+def _check_sizes(input_size, resize_size):
+    if resize_size < input_size:
+        raise ValueError(f'resize_size {resize_size} is smaller than the crop {input_size}')
+
+
+def _crop_offset(seed, input_size, resize_size):
+    """[top, left] of a uniformly random input_size crop of the R x R square."""
+    return tf.random.stateless_uniform([2], seed, 0, resize_size - input_size + 1, tf.int32)
+
+
+def _finish(crop, seeds, mean):
+    """Reflection with probability 1/2, the PCA colour offset, minus the mean (Section 4.1)."""
+    flip = tf.random.stateless_uniform([], seeds[1]) < FLIP_PROBABILITY
+    crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
+    alpha = tf.random.stateless_normal([3], seeds[2], stddev=PCA_STD, dtype=tf.float64)
+    offset = tf.cast(tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * PCA_EIGVAL) - mean, tf.float32)
+    return _add_per_channel(crop, offset)
+
+
+def _add_per_channel(images, values):
+    """images [..., w, 3] (static shape) + values [3], as rows of w * 3 (TF's broadcast over a last
+    axis of 3 is several times slower)."""
+    w = images.shape[-2]
+    return tf.reshape(tf.reshape(images, [-1, w * 3]) + tf.tile(values, [w]), images.shape)
+
+
+def train_image(image, input_size, mean, resize_size=RESIZE_SIZE, seed=None):
+    """float32 [s, s, 3]: a decoded image through the training transforms, resize first, then crop.
+    seed (int or [2]) makes the crop, reflection and colour noise a function of it."""
+    _check_sizes(input_size, resize_size)
+    seeds = _seeds(seed, 3)
+    top_left = _crop_offset(seeds[0], input_size, resize_size)
+    square = square_image(image, resize_size)
+    crop = tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
+    return _finish(crop, seeds, mean)
+
+
+def _jpeg_window(shape, top_left, input_size, resize_size):
+    """The crop at top_left of the R x R square, as [y, x, height, width] in the original JPEG's pixels:
+    both edges of each axis are rounded to the nearest pixel (off by at most 1/3 of an output pixel)."""
+    h, w = shape[0], shape[1]
+    rh, rw = _resized_shape(h, w, resize_size)
+
+    def axis(length, resized, offset):        # the reference samples pixel i at (start + i + 0.5) * k - 0.5
+        k = tf.cast(length, tf.float64) / tf.cast(resized, tf.float64)
+        start = tf.cast((resized - resize_size) // 2 + offset, tf.float64)
+        first = tf.cast(tf.round(start * k), tf.int32)
+        size = tf.maximum(1, tf.cast(tf.round((start + input_size) * k), tf.int32) - first)
+        size = tf.minimum(size, length)
+        return tf.clip_by_value(first, 0, length - size), size
+
+    y, height = axis(h, rh, top_left[0])
+    x, width = axis(w, rw, top_left[1])
+    return tf.stack([y, x, height, width])
+
+
+def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, seed=None):
+    """train_image on encoded bytes. JPEGs at least R pixels on their shorter side decode only the crop
+    window (mapped to the original pixels) and resize it to s x s, which matches train_image up to
+    interpolation; the same seed picks the same crop, reflection and noise as train_image."""
+    _check_sizes(input_size, resize_size)
+    seeds = _seeds(seed, 3)
+    top_left = _crop_offset(seeds[0], input_size, resize_size)
+
+    def whole():
+        square = square_image(decode_image(contents), resize_size)
+        return tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(contents)
+
+        def window():
+            at = _jpeg_window(shape, top_left, input_size, resize_size)
+            crop = tf.io.decode_and_crop_jpeg(contents, at, channels=3, dct_method='INTEGER_FAST')
+            return tf.image.resize(crop, [input_size, input_size])
+        # images smaller than the square are cheap to decode whole, and resizing first keeps their crops exact
+        return tf.cond(tf.reduce_min(shape[:2]) >= resize_size, window, whole)
+
+    crop = tf.cond(is_jpeg(contents), jpeg, whole)
+    crop.set_shape([input_size, input_size, 3])
+    return _finish(crop, seeds, mean)
+
+
+def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5, seed=None):
+    """float32 [n, s, s, 3] test crops of one decoded image, minus the mean (Section 4.1):
+    'center' (n=1), 'ten' (corners and centre of the R x R square, then their reflections, n=10),
+    or 'random' (num_random uniformly placed crops, each reflected with probability 1/2)."""
+    _check_sizes(input_size, resize_size)
+    square = square_image(image, resize_size)
+    far, mid = resize_size - input_size, (resize_size - input_size) // 2
+    crop = lambda y, x: tf.slice(square, tf.stack([y, x, 0]), [input_size, input_size, 3])
+    if mode == 'center':
+        crops = crop(mid, mid)[None]
+    elif mode == 'ten':
+        crops = tf.stack([crop(0, 0), crop(0, far), crop(far, 0), crop(far, far), crop(mid, mid)])
+        crops = tf.concat([crops, tf.reverse(crops, [2])], 0)
+    elif mode == 'random':
+        seeds = _seeds(seed, 2)
+        offsets = tf.random.stateless_uniform([num_random, 2], seeds[0], 0, far + 1, tf.int32)
+        flips = tf.random.stateless_uniform([num_random], seeds[1]) < FLIP_PROBABILITY
+        crops = tf.stack([crop(offsets[k, 0], offsets[k, 1]) for k in range(num_random)])
+        crops = tf.where(flips[:, None, None, None], tf.reverse(crops, [2]), crops)
+    else:
+        raise ValueError(f"unknown crop mode {mode!r}: 'center', 'ten' or 'random'")
+    return _add_per_channel(crops, -tf.constant(mean, tf.float32))
+
+
+# ---------------------------------------------------------------- the order of a split, epoch by epoch
+
+def steps_per_epoch(split, batch_size, num_shards=1):
+    """Full batches per epoch for one of num_shards workers (the remainder is dropped)."""
+    return len(split) // num_shards // batch_size
+
+
+class _Epochs:
+    """Maps a worker's stream position j to (index into the split, global position). Epoch e visits
+    the split in the permutation np.random.default_rng([seed, e]).permutation(n); worker k of K takes
+    every K-th entry of it from k. The global position e * n + p names the element in the whole run."""
+
+    def __init__(self, n, per_epoch, seed, shard_index, num_shards):
+        self.n, self.per_epoch, self.seed = n, per_epoch, seed
+        self.shard_index, self.num_shards = shard_index, num_shards
+        self.cache, self.lock = {}, threading.Lock()
+
+    def permutation(self, epoch):
+        with self.lock:
+            if epoch not in self.cache:
+                if len(self.cache) >= 3:
+                    del self.cache[min(self.cache)]
+                self.cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            return self.cache[epoch]
+
+    def __call__(self, j):
+        epoch, k = np.divmod(np.asarray(j, np.int64), self.per_epoch)
+        p = k * self.num_shards + self.shard_index
+        index = np.empty_like(p)
+        for e in np.unique(epoch):
+            index[epoch == e] = self.permutation(int(e))[p[epoch == e]]
+        return index, epoch * self.n + p
+
+
+class _Skips:
+    """Warns about (and lists in split.skipped) images the pipeline dropped as unreadable. Elements
+    carry their stream position, so a gap in the positions that arrive is a dropped image."""
+
+    def __init__(self, split, start, end=None, name_of=None):
+        self.split, self.start, self.end, self.name_of = split, start, end, name_of
+        self.last, self.names, self.lock = start - 1, {}, threading.Lock()
+
+    def note(self, j, name):              # TFRecord streams: remember which record is at j
+        self.names[int(j)] = name.decode()
+        return j
+
+    def check(self, j):                   # j: positions of a batch; empty: the end of a finite pass
+        with self.lock:
+            if len(j) and j[0] <= self.last:      # a new pass over the data
+                self.last = self.start - 1
+            top = int(j[-1]) if len(j) else self.end - 1
+            arrived = set(j.tolist())
+            for p in range(self.last + 1, top + 1):
+                name = self.names.pop(p, None)
+                if p not in arrived:
+                    name = self.name_of(p) if self.name_of else name or f'record {p}'
+                    if name not in self.split.skipped:        # warn once per image, not every epoch
+                        self.split.skipped.append(name)
+                        warnings.warn(f'{name}: unreadable image, skipped', datasets.UnreadableImageWarning)
+            self.last = top if len(j) else self.start - 1
+        return j
+
+
+def _elements(split, positions, locate):
+    """(j, global position, label, path or uint8 image) for batches of stream positions j. The split's
+    files or arrays stay in numpy (not constants in the graph); one lookup per batch."""
+    labels = np.asarray(split.labels, np.int64)
+    if split.files is not None:
+        items, dtype = np.array([os.fsencode(os.fspath(f)) for f in split.files], dtype=object), tf.string
+    else:
+        items, dtype = np.asarray(split.images, np.uint8), tf.uint8
+
+    def lookup(j):
+        index, where = locate(j)
+        return where.astype(np.int64), labels[index], items[index]
+
+    def fn(j):
+        where, label, item = tf.numpy_function(lookup, [j], [tf.int64, tf.int64, dtype], stateful=False)
+        item.set_shape([None] + list(items.shape[1:]))
+        return j, tf.reshape(where, [-1]), tf.reshape(label, [-1]), item
+
+    return positions.map(fn).unbatch()
+
+
+def _named_records(shard):
+    """(name, serialized record) of each record in a TFRecord shard; name = 'SHARD record K'."""
+    return tf.data.TFRecordDataset(shard).enumerate().map(
+        lambda k, r: (tf.strings.join([shard, ' record ', tf.strings.as_string(k)]), r))
+
+
+def _parse(record):
+    example = tf.io.parse_single_example(record, RECORD_FEATURES)
+    return example['image/encoded'], example['image/class/label']
+
+
+def _noted(data, skips):
+    """Remember the name of each record by its position (for the warning if it is dropped)."""
+    return data.map(lambda j, where, name, record: (
+        tf.numpy_function(skips.note, [j, name], tf.int64, stateful=True), where, record))
+
+
+def _pair(seed, value):
+    """The [2] int64 seed of the random ops for one element: (the run's seed, the element's position)."""
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(value, tf.int64)])
+
+
+def _batches(data, load, batch_size, skips, drop_remainder, end_marker=None):
+    """Decode in parallel, drop unreadable images (warning about each), batch, prefetch."""
+    data = data.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if skips is not None:
+        data = data.ignore_errors()
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    if skips is not None:
+        if end_marker is not None:          # an empty batch: the end of a pass, to warn about the last images
+            data = data.concatenate(tf.data.Dataset.from_tensors(end_marker))
+        data = data.map(lambda j, x, y: (tf.numpy_function(skips.check, [j], tf.int64, stateful=True), x, y))
+        data = data.filter(lambda j, x, y: tf.size(j) > 0)
+    return data.map(lambda j, x, y: (x, y)).prefetch(AUTOTUNE)
+
+
+def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, seed=0, start_step=0,
+                  shard_index=0, num_shards=1):
+    """Infinite (images float32 [B, s, s, 3], labels int64 [B]) with the training transforms.
+
+    Exact resume: for files and arrays, epoch e visits the split in a permutation fixed by (seed, e)
+    and batches drop the remainder, so step t is always the same images; starting at start_step skips
+    to it on indices, before any decoding. The crop, reflection and colour noise of each image are
+    stateless functions of (seed, its position in the run), so a resumed run also sees the very same
+    pixels. This holds as long as no image is dropped as unreadable (a drop shifts the later batches).
+    TFRecord splits (records=) shuffle the shard order per epoch and use a shuffle buffer seeded by
+    (seed, epoch); resuming reads and skips the records before start_step (exact, only slower).
+    Worker shard_index of num_shards gets a disjoint part of every epoch.
+    """
+    steps = steps_per_epoch(split, batch_size, num_shards)
+    if steps < 1:
+        raise DataError(f'a split of {len(split)} images gives no full batch of {batch_size} '
+                        f'per worker ({num_shards}): lower the batch size')
+    per_epoch, start = steps * batch_size, start_step * batch_size
+    n, end_of_time = len(split), 2 ** 62
+    if split.records is not None:
+        skips = _Skips(split, start)
+        shards = tf.constant([os.fspath(f) for f in split.records])
+
+        def epoch(e):
+            order = tf.random.experimental.stateless_shuffle(shards, seed=_pair(seed, e))
+            data = tf.data.Dataset.from_tensor_slices(order).interleave(
+                _named_records, cycle_length=min(len(split.records), 8),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+            data = data.enumerate().filter(lambda q, x: q % num_shards == shard_index).take(per_epoch)
+            data = data.map(lambda q, x: (e * n + q, x[0], x[1]))
+            return data.shuffle(SHUFFLE_BUFFER, seed=seed * 1000003 + e)
+
+        data = tf.data.Dataset.range(start // per_epoch, end_of_time).flat_map(epoch).skip(start % per_epoch)
+        data = _noted(data.enumerate(start).map(lambda j, x: (j, *x)), skips)
+
+        def load(j, where, record):
+            contents, label = _parse(record)
+            return j, train_image_from_file(contents, input_size, mean, resize_size, _pair(seed, where)), label
+    else:
+        locate = _Epochs(n, per_epoch, seed, shard_index, num_shards)
+        files = split.files is not None
+        name_of = lambda p: os.fspath(split.files[locate(np.array([p]))[0][0]])
+        skips = _Skips(split, start, name_of=name_of) if files else None
+        data = _elements(split, tf.data.Dataset.range(start, end_of_time).batch(batch_size), locate)
+        transform = train_image_from_file if files else train_image
+
+        def load(j, where, label, item):
+            source = tf.io.read_file(item) if files else item
+            return j, transform(source, input_size, mean, resize_size, _pair(seed, where)), label
+    return _batches(data, load, batch_size, skips, drop_remainder=True)
+
+
+def eval_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5,
+                 seed=0):
+    """Finite, in order: (crops float32 [B, n, s, s, 3], labels int64 [B]); the last batch may be short.
+    Random crops are a function of (seed, the image's index), the same on every pass."""
+    n = len(split)
+    crops = lambda image, j: eval_crops(image, input_size, mean, resize_size, mode, num_random, _pair(seed, j))
+    count = {'center': 1, 'ten': 10, 'random': num_random}.get(mode, 0)
+    marker = (tf.zeros([0], tf.int64), tf.zeros([0, count, input_size, input_size, 3]), tf.zeros([0], tf.int64))
+    if split.records is not None:
+        skips = _Skips(split, 0, end=n)
+        data = tf.data.Dataset.from_tensor_slices([os.fspath(f) for f in split.records])
+        data = data.flat_map(_named_records)
+        data = _noted(data.enumerate().map(lambda j, x: (j, j, *x)), skips)
+
+        def load(j, where, record):
+            contents, label = _parse(record)
+            return j, crops(decode_image(contents), where), label
+    else:
+        files = split.files is not None
+        skips = _Skips(split, 0, end=n, name_of=lambda p: os.fspath(split.files[p])) if files else None
+        data = _elements(split, tf.data.Dataset.range(n).batch(batch_size), lambda j: (j, j))
+
+        def load(j, where, label, item):
+            image = decode_image(tf.io.read_file(item)) if files else item
+            return j, crops(image, where), label
+    return _batches(data, load, batch_size, skips, drop_remainder=False, end_marker=marker)
+
+
+# ---------------------------------------------------------------- speed
+
+def _speed(split, input_size, batch_size, seconds, threads, resize_size=RESIZE_SIZE):
+    """(images/second, images per CPU-second of this process) of train_dataset after a warm-up.
+    The second is the per-core rate, whatever else the machine is running."""
+    data = train_dataset(split, batch_size, input_size, (0.0, 0.0, 0.0), resize_size)
+    if threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+        data = data.with_options(options)
+    batches = iter(data)
+    start = time.perf_counter()
+    while time.perf_counter() - start < min(2.0, seconds / 4):     # warm-up: fill, then drain the buffers
+        next(batches)
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        next(batches)
+        count += batch_size
+    return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
+
+
+def pipeline_speed(split, input_size=INPUT_SIZE, batch_size=128, seconds=10, threads=None,
+                   resize_size=RESIZE_SIZE):
+    """Images/second of the training pipeline (decoding and the training transforms) on split."""
+    return _speed(split, input_size, batch_size, seconds, threads, resize_size)[0]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Measure the training input pipeline (decoding and the '
+                                            "paper's training transforms) in images/second.")
+    p.add_argument('--data-dir', required=True, help='a folder of images, searched recursively')
+    p.add_argument('--seconds', type=float, default=10.0, help='how long to measure (default 10)')
+    p.add_argument('--threads', type=int, default=os.cpu_count(), help='pipeline threads (default: all cores)')
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--input-size', type=int, default=INPUT_SIZE)
+    p.add_argument('--resize-size', type=int, default=RESIZE_SIZE)
+    a = p.parse_args(argv)
+    try:
+        folder = Path(a.data_dir)
+        files = sorted(str(f) for f in folder.rglob('*') if f.suffix.lower() in datasets.IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f'no images ({", ".join(sorted(datasets.IMAGE_EXTENSIONS))}) in {folder}')
+        repeat = -(-20 * a.batch_size // len(files))     # cycle small folders: 20 batches an epoch at least
+        split = datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat)
+        speed, per_core = _speed(split, a.input_size, a.batch_size, a.seconds, a.threads, a.resize_size)
+    except DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'{len(files)} images from {folder}, {a.input_size}x{a.input_size} training crops, '
+          f'batch {a.batch_size}')
+    print(f'{speed:.0f} images/second with {a.threads} threads ({speed / a.threads:.0f} per thread)')
+    print(f'{per_core:.0f} images/second per core (images per CPU-second used)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""preprocessing.py: decoding, the paper's transforms, exact-resume pipelines, records, bad files, CLI."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import datasets
+import preprocessing as pp
+
+IMAGENET_VAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'imagenet' / 'val'
+MEAN = (120.0, 110.0, 100.0)
+
+
+def real_jpegs():
+    files = sorted(str(f) for f in IMAGENET_VAL.glob('*.JPEG'))
+    assert len(files) == 100, f'real data missing: {IMAGENET_VAL} (clone shared/ beside the repo)'
+    return files
+
+
+def encode(array, fmt, mode=None, **kw):
+    image = Image.fromarray(array)
+    if mode:
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def smooth_image(h, w, seed=0):
+    """A smooth random RGB image (JPEG-friendly, so decoders agree closely)."""
+    small = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+def run_all(fn, seeds):
+    """fn(seed) for each [2] seed, in one tf.data pass (fast)."""
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(seeds, np.int64)).map(fn).batch(len(seeds))
+    return next(iter(data)).numpy()
+
+
+# ---------------------------------------------------------------- decode_image
+
+@pytest.mark.parametrize('fmt, mode, tolerance', [
+    ('JPEG', 'L', 1.5), ('JPEG', 'CMYK', 3.0), ('JPEG', 'RGB', 1.5),
+    ('PNG', 'RGBA', 0), ('PNG', 'L', 0), ('PNG', 'P', 0), ('BMP', 'RGB', 0), ('GIF', 'P', 0)])
+def test_decode_image_gives_rgb_like_pillow(fmt, mode, tolerance):
+    data = encode(smooth_image(40, 56), fmt, mode, **({'quality': 95} if fmt == 'JPEG' else {}))
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert('RGB'), np.float64)
+    got = pp.decode_image(tf.constant(data))
+    assert got.dtype == tf.uint8 and got.shape == (40, 56, 3)
+    assert np.abs(got.numpy() - expected).mean() <= tolerance
+
+
+def test_decode_image_png_named_jpeg_and_gif_first_frame(tmp_path):
+    png = smooth_image(20, 30)
+    (tmp_path / 'disguised.JPEG').write_bytes(encode(png, 'PNG'))
+    got = pp.decode_image(tf.io.read_file(str(tmp_path / 'disguised.JPEG')))
+    np.testing.assert_array_equal(got.numpy(), png)
+    frames = [Image.fromarray(np.full((10, 12, 3), v, np.uint8)) for v in (30, 200)]
+    out = io.BytesIO()
+    frames[0].save(out, 'GIF', save_all=True, append_images=frames[1:])
+    got = pp.decode_image(tf.constant(out.getvalue())).numpy()
+    assert got.shape == (10, 12, 3) and np.all(np.abs(got.astype(int) - 30) <= 2)
+
+
+# ---------------------------------------------------------------- training transform
+
+def test_train_image_crops_lie_in_the_square_and_reflect_half_the_time():
+    y, x = np.mgrid[0:16, 0:16]
+    image = np.stack([y ** 2, x ** 2, np.zeros_like(y)], -1).astype(np.uint8)    # positions from differences
+    out = run_all(lambda s: pp.train_image(image, 8, MEAN, resize_size=16, seed=s), [[3, i] for i in range(600)])
+    assert out.shape == (600, 8, 8, 3) and out.dtype == np.float32
+    tops, lefts, flips = [], [], []
+    for crop in out.astype(np.float64):
+        d = crop - crop[:1, :1]                              # the colour offset and mean cancel
+        top = (d[1, 0, 0] - 1) / 2                           # (t + 1)^2 - t^2 = 2t + 1
+        flip = d[0, 1, 1] < 0
+        right = (-d[0, 1, 1] + 1) / 2 if flip else None      # reflected: columns run right to left
+        left = right - 7 if flip else (d[0, 1, 1] - 1) / 2
+        t, l = int(round(top)), int(round(left))
+        assert 0 <= t <= 8 and 0 <= l <= 8
+        window = image[t:t + 8, l:l + 8].astype(np.float64)
+        window = window[:, ::-1] if flip else window
+        np.testing.assert_allclose(d, window - window[:1, :1], atol=1e-3)
+        tops.append(t), lefts.append(l), flips.append(flip)
+    assert set(tops) == set(range(9)) and set(lefts) == set(range(9))        # every position is used
+    assert 0.45 < np.mean(flips) < 0.55
+
+
+def test_pca_colour_noise_has_the_papers_statistics_and_the_mean_is_subtracted():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    out = run_all(lambda s: pp.train_image(image, 4, MEAN, resize_size=4, seed=s), [[5, i] for i in range(4000)])
+    offsets = out[:, 0, 0].astype(np.float64) - 100 + np.array(MEAN)       # the RGB offset of each draw
+    assert np.allclose(out, out[:, :1, :1], atol=1e-4)                      # one offset for the whole image
+    expected = pp.PCA_EIGVEC @ np.diag(pp.PCA_EIGVAL ** 2 * pp.PCA_STD ** 2) @ pp.PCA_EIGVEC.T
+    assert np.linalg.norm(np.cov(offsets.T) - expected) < 0.06 * np.linalg.norm(expected)
+    assert np.all(np.abs(offsets.mean(0)) < 0.4)                            # zero-mean: out averages 100 - MEAN
+    alphas = np.linalg.solve(pp.PCA_EIGVEC, offsets.T).T / pp.PCA_EIGVAL   # alpha_i ~ N(0, 0.1), independent
+    np.testing.assert_allclose(alphas.std(0), 0.1, rtol=0.05)
+    assert np.all(np.abs(np.corrcoef(alphas.T) - np.eye(3)) < 0.06)
+
+
+def test_train_image_is_a_function_of_the_seed():
+    image = smooth_image(50, 70)
+    a, b, c = (pp.train_image(image, 32, MEAN, 40, seed=s).numpy() for s in ([1, 2], [1, 2], [1, 3]))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_jpeg_fast_path_matches_resize_then_crop():
+    """Decoding only the crop window gives the crop, reflection and noise of train_image, within a
+    third of a pixel: no shifted copy of the reference fits better, and the error is well under a shift's."""
+    for path, seed in zip(real_jpegs()[:3], ([0, 1], [0, 2], [0, 3])):
+        contents = tf.io.read_file(path)
+        fast = pp.train_image_from_file(contents, 227, MEAN, seed=seed).numpy()[2:-2, 2:-2]
+        reference = pp.train_image(pp.decode_image(contents), 227, MEAN, seed=seed).numpy()
+        error = {(dy, dx): np.abs(fast - reference[2 + dy:225 + dy, 2 + dx:225 + dx]).mean()
+                 for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+        assert min(error, key=error.get) == (0, 0)
+        assert error[0, 0] < 0.5 * np.mean([error[d] for d in ((0, 1), (0, -1), (1, 0), (-1, 0))])
+    small = tf.constant(encode(smooth_image(32, 32), 'JPEG', quality=95))     # smaller than the square: exact
+    np.testing.assert_allclose(pp.train_image_from_file(small, 28, MEAN, 32, seed=[4, 4]),
+                               pp.train_image(pp.decode_image(small), 28, MEAN, 32, seed=[4, 4]), atol=1e-3)
+
+
+# ---------------------------------------------------------------- test crops
+
+def test_square_image_is_the_central_square_of_the_resized_image():
+    image = smooth_image(256, 300)
+    np.testing.assert_allclose(pp.square_image(image, 256), image[:, 22:278], atol=1e-4)
+    small = smooth_image(100, 130)
+    resized = tf.image.resize(small, [256, 333]).numpy()
+    np.testing.assert_allclose(pp.square_image(small, 256), resized[:, 38:294], atol=1e-4)
+
+
+def test_center_and_ten_crops_equal_numpy_slices():
+    image = smooth_image(300, 260)
+    square = pp.square_image(image, 64).numpy() - np.array(MEAN)
+    center = pp.eval_crops(image, 56, MEAN, 64, 'center').numpy()
+    np.testing.assert_allclose(center, square[None, 4:60, 4:60], atol=1e-3)
+    ten = pp.eval_crops(image, 56, MEAN, 64, 'ten').numpy()
+    five = [square[y:y + 56, x:x + 56] for y, x in ((0, 0), (0, 8), (8, 0), (8, 8), (4, 4))]
+    expected = np.stack(five + [c[:, ::-1] for c in five])
+    assert ten.shape == (10, 56, 56, 3)
+    np.testing.assert_allclose(ten, expected, atol=1e-3)
+    assert len({c.tobytes() for c in ten.round(2)}) == 10
+
+
+def test_random_crops_are_seeded_slices_with_reflections():
+    image = smooth_image(40, 40)
+    square = pp.square_image(image, 40).numpy() - np.array(MEAN)
+    crops = pp.eval_crops(image, 32, MEAN, 40, 'random', num_random=12, seed=[9, 1]).numpy()
+    assert crops.shape == (12, 32, 32, 3)
+    candidates = {(y, x, f): (square[y:y + 32, x:x + 32, :][:, ::-1] if f else square[y:y + 32, x:x + 32])
+                  for y in range(9) for x in range(9) for f in (0, 1)}
+    found = [[k for k, c in candidates.items() if np.allclose(c, crop, atol=1e-3)] for crop in crops]
+    assert all(len(f) == 1 for f in found)
+    assert 0 < sum(f[0][2] for f in found) < 12
+    np.testing.assert_array_equal(crops, pp.eval_crops(image, 32, MEAN, 40, 'random', 12, seed=[9, 1]))
+    assert not np.allclose(crops, pp.eval_crops(image, 32, MEAN, 40, 'random', 12, seed=[9, 2]))
+
+
+# ---------------------------------------------------------------- pipelines
+
+def index_images(n, size=8):
+    """n uint8 images whose red channel is their index (so batches show what they hold)."""
+    images = np.zeros((n, size, size, 3), np.uint8)
+    images[..., 0] = np.arange(n)[:, None, None]
+    return images
+
+
+def take(data, k):
+    return [(x.numpy(), y.numpy()) for x, y in data.take(k)]
+
+
+def test_train_dataset_resumes_exactly_and_visits_each_image_once_an_epoch():
+    split = datasets.Split(np.arange(50, dtype=np.int64), images=index_images(50))
+    assert pp.steps_per_epoch(split, 8) == 6
+    full = take(pp.train_dataset(split, 8, 8, MEAN, 8, seed=3), 20)            # epochs of 6 steps
+    resumed = take(pp.train_dataset(split, 8, 8, MEAN, 8, seed=3, start_step=7), 13)
+    for (xa, ya), (xb, yb) in zip(full[7:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)                                  # same crops, flips and noise
+    epochs = [np.concatenate([y for _, y in full[e * 6:(e + 1) * 6]]) for e in range(3)]
+    for labels in epochs:
+        assert len(set(labels)) == 48 and set(labels) <= set(range(50))
+    assert len({e.tobytes() for e in epochs}) == 3                           # a new order every epoch
+    other_seed = take(pp.train_dataset(split, 8, 8, MEAN, 8, seed=4), 1)
+    assert not np.array_equal(other_seed[0][1], full[0][1])
+    for x, y in full[:3]:                                   # the image is the one the label names
+        red = x[..., 0].mean((1, 2)) + MEAN[0]
+        assert np.all(np.abs(red - y) < 20)                 # within the PCA colour noise
+
+
+def test_train_dataset_shards_are_disjoint():
+    split = datasets.Split(np.arange(50, dtype=np.int64), images=index_images(50))
+    assert pp.steps_per_epoch(split, 4, num_shards=2) == 6
+    parts = [np.concatenate([y for _, y in take(pp.train_dataset(split, 4, 8, MEAN, 8, seed=1, shard_index=k,
+                                                                  num_shards=2), 6)]) for k in (0, 1)]
+    assert len(set(parts[0])) == 24 == len(set(parts[1])) and not set(parts[0]) & set(parts[1])
+
+
+def test_train_dataset_of_files_resumes_exactly(tmp_path):
+    files = []
+    for i in range(12):
+        files.append(str(tmp_path / f'{i}.{"jpg" if i % 2 else "png"}'))
+        Path(files[-1]).write_bytes(encode(smooth_image(20 + i, 24, seed=i), 'JPEG' if i % 2 else 'PNG'))
+    split = datasets.Split(np.arange(12, dtype=np.int64), files=files)
+    full = take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=2), 8)
+    resumed = take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=2, start_step=5), 3)
+    for (xa, ya), (xb, yb) in zip(full[5:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+    assert full[0][0].shape == (4, 16, 16, 3)
+
+
+def test_eval_dataset_is_in_order_with_a_short_last_batch():
+    images = index_images(10, 12)
+    split = datasets.Split(np.arange(10, dtype=np.int64) % 3, images=images)
+    batches = take(pp.eval_dataset(split, 4, 8, MEAN, 10, mode='ten'), 10)
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), np.arange(10) % 3)
+    crops = np.concatenate([x for x, _ in batches])
+    assert crops.shape == (10, 10, 8, 8, 3)
+    for i in (0, 9):
+        np.testing.assert_allclose(crops[i], pp.eval_crops(images[i], 8, MEAN, 10, 'ten'), atol=1e-4)
+    random = [take(pp.eval_dataset(split, 4, 8, MEAN, 10, 'random', 3, seed=5), 3) for _ in range(2)]
+    np.testing.assert_array_equal(random[0][2][0], random[1][2][0])          # seeded: the same every pass
+
+
+def test_unreadable_files_are_dropped_with_a_warning(tmp_path):
+    good = [tmp_path / f'{i}.png' for i in range(6)]
+    for i, f in enumerate(good):
+        f.write_bytes(encode(smooth_image(16, 16, seed=i), 'PNG'))
+    (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    files = [str(f) for f in good[:3]] + [str(tmp_path / 'broken.jpg')] + [str(f) for f in good[3:]]
+    files.append(str(tmp_path / 'gone.png'))                                 # missing
+    split = datasets.Split(np.arange(8, dtype=np.int64), files=files)
+    with pytest.warns(datasets.UnreadableImageWarning) as caught:
+        labels = np.concatenate([y for _, y in take(pp.eval_dataset(split, 3, 12, MEAN, 16), 5)])
+    np.testing.assert_array_equal(labels, [0, 1, 2, 4, 5, 6])
+    assert {str(w.message).split(':')[0] for w in caught} == {files[3], files[7]}
+    assert sorted(split.skipped) == sorted([files[3], files[7]])
+    train = datasets.Split(np.arange(8, dtype=np.int64), files=files)
+    with pytest.warns(datasets.UnreadableImageWarning) as caught:          # epoch 0 visits all 8 files
+        batches = take(pp.train_dataset(train, 2, 12, MEAN, 16), 4)
+    assert {str(w.message).split(':')[0] for w in caught} == {files[3], files[7]}
+    assert all(x.shape == (2, 12, 12, 3) for x, _ in batches)
+    assert set(np.concatenate([y for _, y in batches[:3]])) == {0, 1, 2, 4, 5, 6}
+
+
+def write_records(folder, shards, per_shard):
+    paths, label = [], 0
+    for s in range(shards):
+        path = str(folder / f'train-{s:05d}-of-{shards:05d}.tfrecord')
+        with tf.io.TFRecordWriter(path) as writer:
+            for _ in range(per_shard):
+                jpeg = encode(smooth_image(18, 20, seed=label), 'JPEG')
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    'image/encoded': tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+                    'image/class/label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                })).SerializeToString())
+                label += 1
+        paths.append(path)
+    return datasets.Split(np.arange(label, dtype=np.int64), records=paths)
+
+
+def test_tfrecord_split_resumes_exactly_shards_and_evaluates_in_order(tmp_path):
+    split = write_records(tmp_path, 3, 10)
+    full = take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=1), 12)         # 7 steps an epoch
+    resumed = take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=1, start_step=5), 7)
+    for (xa, ya), (xb, yb) in zip(full[5:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+    first = np.concatenate([y for _, y in full[:7]])
+    second = np.concatenate([y for _, y in full[7:12]])
+    assert len(set(first)) == 28 and not np.array_equal(first[:20], second)
+    parts = [set(np.concatenate([y for _, y in take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=1,
+                                                                      shard_index=k, num_shards=2), 3)]))
+             for k in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == 12 and not parts[0] & parts[1]
+    labels = np.concatenate([y for _, y in take(pp.eval_dataset(split, 8, 16, MEAN, 18), 10)])
+    np.testing.assert_array_equal(labels, np.arange(30))
+
+
+def test_real_imagenet_jpegs_through_the_training_pipeline():
+    files = real_jpegs()
+    split = datasets.Split(np.arange(100, dtype=np.int64), files=files)
+    for x, y in take(pp.train_dataset(split, 32, 227, (123.68, 116.78, 103.94), seed=0), 3):
+        assert x.shape == (32, 227, 227, 3) and np.all(np.isfinite(x))
+        assert -130 < x.mean() < 130 and x.std() > 10
+    assert split.skipped == []
+
+
+def test_graph_mode_iterators_as_train_py_uses_them():
+    split = datasets.Split(np.arange(20, dtype=np.int64), images=index_images(20))
+    with tf.Graph().as_default():
+        images, labels = tf.compat.v1.data.make_one_shot_iterator(
+            pp.train_dataset(split, 4, 8, MEAN, 8, seed=3, start_step=2)).get_next()
+        iterator = tf.compat.v1.data.make_initializable_iterator(pp.eval_dataset(split, 8, 8, MEAN, 8))
+        crops, eval_labels = iterator.get_next()
+        with tf.compat.v1.Session() as session:
+            graph_labels = [session.run(labels) for _ in range(3)]
+            for _ in range(2):                                  # validation re-initialises every time
+                session.run(iterator.initializer)
+                seen = []
+                while True:
+                    try:
+                        seen.append(session.run(eval_labels))
+                    except tf.errors.OutOfRangeError:
+                        break
+                np.testing.assert_array_equal(np.concatenate(seen), np.arange(20))
+    eager = [y for _, y in take(pp.train_dataset(split, 4, 8, MEAN, 8, seed=3), 5)[2:]]
+    np.testing.assert_array_equal(graph_labels, eager)
+
+
+def test_pipeline_speed_and_cli(tmp_path, capsys):
+    split = datasets.Split(np.zeros(64, np.int64), images=index_images(64, 32))
+    assert pp.pipeline_speed(split, 28, batch_size=16, seconds=0.5) > 0
+    for i in range(3):
+        encode_to = tmp_path / f'{i}.JPEG'
+        encode_to.write_bytes(encode(smooth_image(300, 260, seed=i), 'JPEG'))
+    assert pp.main(['--data-dir', str(tmp_path), '--seconds', '0.5', '--batch-size', '8', '--threads', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'images/second with 1 threads' in out and 'per core' in out
+    assert pp.main(['--data-dir', str(tmp_path / 'nothing')]) == 2
+    assert 'error: no images' in capsys.readouterr().err
