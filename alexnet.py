@@ -10,9 +10,12 @@ only at conv3, fc6, fc7 and fc8, which read both towers' previous outputs.
 prints the layer table (towers, output shape, parameters, multiply-adds).
 """
 import argparse
+import math
 import os
 import sys
 import zlib
+
+import numpy as np
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # keep TensorFlow's start-up chatter out of the output
 import tensorflow as tf
@@ -41,6 +44,8 @@ LRN_BETA = 0.75           # beta = 0.75
 POOL_SIZE, POOL_STRIDE = 3, 2   # overlapping pooling, z = 3, s = 2 (Section 3.4)
 DROPOUT_RATE = 0.5        # fc6 and fc7 outputs dropped with probability 0.5 (Section 4.2)
 INIT_STDDEV = 0.01        # weights from N(0, 0.01) (Section 5)
+INITS = ('paper', 'he')   # 'he': N(0, 2/fan_in) (He et al. 2015), a departure for small datasets (README)
+PIXEL_STD = 64.0          # about the std of mean-subtracted 0-255 pixels: 'he' scales conv1 by it
 BIAS_ONE, BIAS_ZERO = 1.0, 0.0  # biases 1 in conv2, conv4, conv5, fc6, fc7; 0 elsewhere (Section 5)
 
 
@@ -136,9 +141,17 @@ def session_config(precision='fp32', devices=None):
 # Every op is named after its layer and tower (conv3_a, pool1_b, ...): the tests
 # read the placement and the cross-tower links off those names.
 
-def _weights(shape):
-    init = tf.compat.v1.random_normal_initializer(stddev=INIT_STDDEV)
-    return tf.compat.v1.get_variable('weights', shape, tf.float32, init)
+def _weights(shape, init='paper'):
+    """'paper': N(0, 0.01). 'he': variance-preserving, N(0, 2/fan_in) after a ReLU; conv1 reads
+    raw pixels (no ReLU, std about PIXEL_STD), so it gets N(0, 1/(fan_in PIXEL_STD^2))."""
+    if init not in INITS:
+        raise ValueError(f'unknown init {init!r}: use {" or ".join(INITS)}')
+    fan_in = math.prod(shape[:-1])
+    reads_pixels = tf.compat.v1.get_variable_scope().name.split('/')[-1].startswith('conv1')
+    he = math.sqrt(1.0 / fan_in) / PIXEL_STD if reads_pixels else math.sqrt(2.0 / fan_in)
+    stddev = INIT_STDDEV if init == 'paper' else he
+    initializer = tf.compat.v1.random_normal_initializer(stddev=stddev)
+    return tf.compat.v1.get_variable('weights', shape, tf.float32, initializer)
 
 
 def _biases(size, value):
@@ -151,26 +164,58 @@ def _join(inputs):
     return tf.concat(inputs, axis=-1) if isinstance(inputs, list) else inputs
 
 
-def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME'):
+def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME', init='paper'):
     with tf.compat.v1.variable_scope(name):
         x = _join(inputs)
-        w = _weights([kernel, kernel, int(x.shape[-1]), filters])
+        w = _weights([kernel, kernel, int(x.shape[-1]), filters], init)
         x = tf.nn.conv2d(x, w, strides=stride, padding=padding)
         return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias)))
 
 
-def fc(name, inputs, units, bias, relu=True):
+def fc(name, inputs, units, bias, relu=True, init='paper'):
     with tf.compat.v1.variable_scope(name):
         x = _join(inputs)
-        w = _weights([int(x.shape[-1]), units])
+        w = _weights([int(x.shape[-1]), units], init)
         x = tf.nn.bias_add(tf.matmul(x, w), _biases(units, bias))
         return tf.nn.relu(x) if relu else x
 
 
-def lrn(name, inputs):
-    """Local response normalisation, the paper's formula (Section 3.3)."""
-    return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-                                              alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+def lrn(name, inputs, portable=False):
+    """Local response normalisation, the paper's formula (Section 3.3):
+    b = a / (k + alpha * sum of a^2 over the n adjacent maps)^beta.
+
+    Written with matmul and elementwise ops rather than TensorFlow's LRN op, which has no
+    bf16 kernel (bf16 runs pay casts around it) and a slow gradient on CPUs: the window sum
+    is a matmul with a banded [C, C] 0/1 matrix (fp32 accumulation in bf16 too), the power
+    is rsqrt(s) * sqrt(rsqrt(s)) = s^-0.75, and the gradient is written out:
+    da = g s^-beta - 2 alpha beta a * W(g b / s). Same values as the op (tests check it).
+    On a GPU the op stays: cuDNN's LRN is fast, and fp16 squares would overflow above 256;
+    portable=True keeps it too, for exported models (TFLite has it built in and quantises it well).
+    """
+    if portable or 'GPU' in inputs.device.upper():
+        return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                                  alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+    channels = int(inputs.shape[-1])
+    with tf.name_scope(name):
+        index = np.arange(channels)
+        window = np.abs(index[:, None] - index[None, :]) <= LRN_DEPTH_RADIUS
+        band = tf.constant(LRN_ALPHA * window, tf.float32, name='window')   # alpha folded in
+        band_grad = tf.constant(2 * LRN_BETA * LRN_ALPHA * window, tf.float32, name='window_grad')
+        bias = tf.constant(LRN_BIAS, tf.float32, [channels], name='bias')
+
+        @tf.custom_gradient
+        def normalise(a):
+            squares = tf.reshape(tf.square(a), [-1, channels])
+            s = tf.reshape(tf.nn.bias_add(tf.matmul(squares, band), bias), tf.shape(a))
+            r = tf.math.rsqrt(s)
+            p = r * tf.sqrt(r) if LRN_BETA == 0.75 else tf.pow(s, -LRN_BETA)   # s^-0.75, fast
+            b = a * p
+
+            def grad(g):
+                t = tf.reshape(tf.matmul(tf.reshape(g * b / s, [-1, channels]), band_grad), tf.shape(a))
+                return g * p - a * t
+            return b, grad
+        return tf.identity(normalise(inputs), name='output')
 
 
 def max_pool(name, inputs):
@@ -182,7 +227,7 @@ def flatten(name, inputs):
                       name=name)
 
 
-def dropout(name, inputs, training, seed=None):
+def dropout(name, inputs, training, seed=None, rate=DROPOUT_RATE):
     """Dropout in training only (Section 4.2); evaluation is deterministic.
 
     `seed` may be an int32 tensor of shape [2] (e.g. the run's seed and the global
@@ -192,11 +237,11 @@ def dropout(name, inputs, training, seed=None):
     def drop():
         if seed is not None and isinstance(seed, tf.Tensor):
             layer_seed = seed + tf.constant([zlib.crc32(name.encode()) % 65536, 0], seed.dtype)
-            return tf.nn.experimental.stateless_dropout(inputs, DROPOUT_RATE, layer_seed)
-        return tf.nn.dropout(inputs, rate=DROPOUT_RATE, seed=seed)
+            return tf.nn.experimental.stateless_dropout(inputs, rate, layer_seed)
+        return tf.nn.dropout(inputs, rate=rate, seed=seed)
 
     with tf.name_scope(name):
-        if training is False:
+        if training is False or rate == 0:
             return inputs
         if training is True:
             return drop()
@@ -204,12 +249,15 @@ def dropout(name, inputs, training, seed=None):
 
 
 # --- the network (Figure 2) --------------------------------------------------
-def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None):
+def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None,
+              dropout_rate=DROPOUT_RATE, init='paper', portable=False):
     """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
 
-    `training` (a Python bool or a bool tensor) switches dropout on. Variables are
+    `training` (a Python bool or a bool tensor) switches dropout on (dropout_rate 0: off). Variables are
     created with get_variable, so calling this again under a reusing variable
     scope builds another graph (e.g. for evaluation) on the same weights.
+    `init` draws the weights: 'paper' (N(0, 0.01)) or 'he' (N(0, 2/fan_in)). portable=True builds
+    TensorFlow's LRN op rather than the faster equivalent (see lrn): for SavedModel/TFLite export.
     """
     size = int(images.shape[1])
     check_input_size(size)
@@ -222,31 +270,31 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     for t, device in zip(TOWERS, devices):      # each tower sees the whole image
         with tf.device(device):
             x = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
-                     stride=CONV1_STRIDE, padding='VALID')
-            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x))
-            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE)
-            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x))
+                     stride=CONV1_STRIDE, padding='VALID', init=init)
+            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable))
+            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init)
+            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable))
 
     for t, device in zip(TOWERS, devices):      # conv3 reads both towers
         with tf.device(device):
-            x = conv(f'conv3_{t}', [pool2['a'], pool2['b']], CONV345_KERNEL, CONV3_FILTERS, BIAS_ZERO)
-            x = conv(f'conv4_{t}', x, CONV345_KERNEL, CONV4_FILTERS, BIAS_ONE)
-            x = conv(f'conv5_{t}', x, CONV345_KERNEL, CONV5_FILTERS, BIAS_ONE)
+            x = conv(f'conv3_{t}', [pool2['a'], pool2['b']], CONV345_KERNEL, CONV3_FILTERS, BIAS_ZERO, init=init)
+            x = conv(f'conv4_{t}', x, CONV345_KERNEL, CONV4_FILTERS, BIAS_ONE, init=init)
+            x = conv(f'conv5_{t}', x, CONV345_KERNEL, CONV5_FILTERS, BIAS_ONE, init=init)
             pool5[t] = flatten(f'flatten5_{t}', max_pool(f'pool5_{t}', x))
 
     for t, device in zip(TOWERS, devices):      # fc6 reads both towers
         with tf.device(device):
-            x = fc(f'fc6_{t}', [pool5['a'], pool5['b']], FC_UNITS, BIAS_ONE)
-            fc6[t] = dropout(f'dropout6_{t}', x, training, dropout_seed)
+            x = fc(f'fc6_{t}', [pool5['a'], pool5['b']], FC_UNITS, BIAS_ONE, init=init)
+            fc6[t] = dropout(f'dropout6_{t}', x, training, dropout_seed, dropout_rate)
 
     for t, device in zip(TOWERS, devices):      # fc7 reads both towers
         with tf.device(device):
-            x = fc(f'fc7_{t}', [fc6['a'], fc6['b']], FC_UNITS, BIAS_ONE)
-            fc7[t] = dropout(f'dropout7_{t}', x, training, dropout_seed)
+            x = fc(f'fc7_{t}', [fc6['a'], fc6['b']], FC_UNITS, BIAS_ONE, init=init)
+            fc7[t] = dropout(f'dropout7_{t}', x, training, dropout_seed, dropout_rate)
 
     for t, device, n in zip(TOWERS, devices, classes):   # fc8 reads both; each tower scores its half
         with tf.device(device):
-            fc8[t] = fc(f'fc8_{t}', [fc7['a'], fc7['b']], n, BIAS_ZERO, relu=False)
+            fc8[t] = fc(f'fc8_{t}', [fc7['a'], fc7['b']], n, BIAS_ZERO, relu=False, init=init)
 
     with tf.device(devices[0]):
         return tf.concat([fc8['a'], fc8['b']], axis=-1, name='logits')

@@ -64,7 +64,8 @@ def centre_crops(images, meta, decode=False):
 def outputs(crops, meta, k, names=True):
     """The signature's outputs for float32 centre crops [N, s, s, 3] in 0..255."""
     images = crops - tf.constant(meta['mean'], tf.float32)
-    logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0')   # saved without devices, below
+    logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0',   # saved without devices, below
+                               portable=True)   # TensorFlow's LRN op: TFLite has it built in
     probs = tf.nn.softmax(logits)
     scores, indices = tf.math.top_k(probs, k)
     out = {'probabilities': probs, 'top_k_indices': indices}

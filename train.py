@@ -23,6 +23,7 @@ import alexnet
 import checkpoints
 import datasets
 import evaluate
+import parallel
 import preprocessing
 from datasets import DataError
 from schedule import LearningRate
@@ -41,17 +42,22 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 lr_schedule='plateau', lr_steps='', patience=2, min_improvement=0.001,
                 max_drops=3, devices=None, validate=None, max_steps=None, seed=0,
                 synthetic=False, num_classes=alexnet.NUM_CLASSES, model_path=None,
-                precision='fp32', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
-                keep=3, save_features=False, histograms=False, log_steps=20)
+                precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
+                keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
+                dropout=alexnet.DROPOUT_RATE)
+# --dataset demo (1,000 images of 32x32): the paper's settings would take most of an hour and stay at
+# chance; these learn in minutes on a CPU (see README, Results). Flags given still win.
+DEMO_DEFAULTS = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30, lr=0.0002, init='he',
+                     lr_schedule='step', lr_steps='25')
 # Fixed by the first run: changing them would change the data order or the graph.
-FIXED_ON_RESUME = ('dataset', 'batch_size', 'input_size', 'resize_size', 'seed', 'synthetic',
+FIXED_ON_RESUME = ('dataset', 'init', 'batch_size', 'input_size', 'resize_size', 'seed', 'synthetic',
                    'num_classes', 'val_size')
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description='Train AlexNet (two towers) with the paper\'s recipe.',
                                 argument_default=None)
-    mode = p.add_mutually_exclusive_group(required=True)
+    mode = p.add_mutually_exclusive_group()
     mode.add_argument('-scratch', action='store_true', help='start a new run')
     mode.add_argument('-resume', action='store_true', help='continue the run in --train-dir')
     p.add_argument('--overwrite', action='store_true', help='let -scratch delete an earlier run\'s checkpoints')
@@ -73,7 +79,12 @@ def parse_args(argv):
     p.add_argument('--patience', type=int, help='plateau: epochs without improvement before a drop (default 2)')
     p.add_argument('--min-improvement', type=float, help='plateau: top-1 gain that counts (default 0.001)')
     p.add_argument('--max-drops', type=int, help='plateau: most drops (default 3, as in the paper)')
-    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU); '
+                   'two per replica: /gpu:0,/gpu:1,/gpu:2,/gpu:3 trains 2 replicas')
+    p.add_argument('--replicas', type=int, help='copies of the two-tower model in this machine, each on its '
+                   'own devices; the batch is split over them and their gradients averaged (default 1)')
+    p.add_argument('--dropout', type=float, help=f'dropout rate of fc6 and fc7 (default {alexnet.DROPOUT_RATE}, '
+                   'the paper\'s; 0 turns it off, e.g. for exact comparisons)')
     p.add_argument('-v', '--validate', action=argparse.BooleanOptionalAction,
                    help='validate every epoch (default: on when a validation set exists)')
     p.add_argument('--max-steps', type=int, help='stop (and save) when the global step reaches N')
@@ -84,6 +95,9 @@ def parse_args(argv):
                    help='start from another checkpoint\'s weights (layers of matching shape)')
     p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'),
                    help='fp32 (default); bf16: oneDNN mixed precision on CPUs with AMX/AVX-512; fp16: GPUs, with loss scaling')
+    p.add_argument('--init', choices=alexnet.INITS,
+                   help='weights from N(0, 0.01) as in the paper (default), or he: N(0, 2/fan_in), '
+                        'which learns small datasets much sooner (a departure, see README)')
     p.add_argument('--val-size', type=int, help='CIFAR-10 training images held out for validation (default 5000)')
     p.add_argument('--md5', help='MD5 of your own CIFAR-10 archive, when it is not the official one')
     p.add_argument('--save-minutes', type=float, help='save the latest checkpoint every N minutes (default 10)')
@@ -92,21 +106,28 @@ def parse_args(argv):
     p.add_argument('--save-features', action='store_true', default=None, help='also save conv1..conv5 weights each epoch')
     p.add_argument('--histograms', action='store_true', default=None, help='weight histograms in TensorBoard each epoch')
     p.add_argument('--log-steps', type=int, help='TensorBoard training scalars every N steps (default 20)')
-    return p.parse_args(argv)
+    import cluster
+    cluster.add_flags(p)
+    args = p.parse_args(argv)
+    if not (args.scratch or args.resume) and args.job_name != 'ps':    # a parameter server needs neither
+        p.error('one of the arguments -scratch -resume is required')
+    return args
 
 
 def settle_args(args):
     """Fill defaults (or the run's stored flags on -resume) and check values."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ('scratch', 'resume', 'overwrite')}
+    helper = getattr(args, 'job_name', None) == 'worker' and (args.task_index or 0) > 0   # not the chief
     train_dir = given.get('train_dir', DEFAULTS['train_dir'])
     settled = dict(DEFAULTS)
-    meta = None
-    if args.resume:
-        found = checkpoints.latest(train_dir)
-        if not found:
-            raise DataError(f'nothing to resume in {train_dir}: start a run with -scratch '
-                            f'(or point --train-dir at an earlier run)')
-        meta = found[1]
+    if given.get('dataset') == 'demo':
+        settled.update(DEMO_DEFAULTS)
+    found = checkpoints.latest(train_dir) if args.resume else None
+    if args.resume and not found and not helper:    # a worker elsewhere has its flags; the chief restores
+        raise DataError(f'nothing to resume in {train_dir}: start a run with -scratch '
+                        f'(or point --train-dir at an earlier run)')
+    meta = found[1] if found else None
+    if meta:
         settled.update(meta['args'])
         for key in FIXED_ON_RESUME:
             if key in given and given[key] != meta['args'].get(key):
@@ -122,13 +143,18 @@ def settle_args(args):
         raise DataError(f'--max-steps must be at least 1, got {a.max_steps}')
     if a.lr <= 0 or a.momentum < 0 or a.weight_decay < 0:
         raise DataError('--lr must be positive and --momentum, --weight-decay not negative')
+    if not 0 <= a.dropout < 1:
+        raise DataError(f'--dropout must be in [0, 1), got {a.dropout}')
     if a.data_dir and not os.path.isdir(a.data_dir):
         raise DataError(f'--data-dir {a.data_dir} is not a folder')
     try:
         alexnet.check_input_size(a.input_size)
-        a.devices = ','.join(alexnet.parse_devices(a.devices))
     except ValueError as e:
         raise DataError(str(e)) from None
+    a.devices = ','.join(parallel.parse_devices(a.devices, a.replicas))
+    a.replicas = len(a.devices.split(',')) // 2
+    if a.batch_size % a.replicas:
+        raise DataError(f'--batch-size {a.batch_size} does not split evenly over {a.replicas} replicas')
     if a.resize_size is None:
         a.resize_size = round(a.input_size * 256 / alexnet.INPUT_SIZE)   # the paper's 256 for 224/227
     if a.resize_size < a.input_size:
@@ -160,32 +186,10 @@ def build_inputs(a, ds, start_step):
         return tf.compat.v1.data.make_one_shot_iterator(data).get_next()
 
 
-def build_train_op(a, images, labels, global_step, learning_rate):
-    """Loss, top-1, and the momentum update with weight decay (Section 5)."""
-    seed = tf.stack([tf.constant(a.seed, tf.int64), global_step])   # dropout masks: a function of the step
-    logits = alexnet.inference(images, a.num_classes, training=True, devices=a.devices, dropout_seed=seed)
-    xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels, logits=tf.cast(logits, tf.float32)))
-    weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')]
-    decay = []
-    for w in weights:            # the paper's 0.0005 * w term in the update: the gradient of wd/2 |w|^2
-        with tf.device(w.device):
-            decay.append(tf.nn.l2_loss(w))
-    loss = xent + a.weight_decay * tf.add_n(decay)
-    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, a.momentum)
-    variables = tf.compat.v1.trainable_variables()
-    if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
-        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(2.0 ** 15),
-                                          trainable=False)
-        grads = tf.gradients(loss * scale, variables, colocate_gradients_with_ops=True)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        grads = [tf.where(finite, g / scale, tf.zeros_like(g)) for g in grads]
-        with tf.control_dependencies([tf.compat.v1.assign(scale, tf.where(finite, scale, scale / 2))]):
-            train_op = optimizer.apply_gradients(zip(grads, variables), global_step)
-    else:
-        train_op = optimizer.minimize(loss, global_step, colocate_gradients_with_ops=True)
-    top1 = tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=labels, predictions=tf.cast(logits, tf.float32), k=1), tf.float32))
-    return train_op, xent, top1
+def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer=None):
+    """Loss, top-1, and the momentum update with weight decay (Section 5), averaged over the
+    in-machine replicas (--replicas, parallel.py); wrap_optimizer serves the cluster (cluster.py)."""
+    return parallel.build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer)
 
 
 def build_validation(a, ds):
@@ -198,7 +202,7 @@ def build_validation(a, ds):
         iterator = tf.compat.v1.data.make_initializable_iterator(data)
         crops, labels = iterator.get_next()
     with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
-        probs = evaluate.crop_probabilities(crops, a.num_classes, a.devices)
+        probs = evaluate.crop_probabilities(crops, a.num_classes, a.devices.split(',')[:2])
     return dict(probs=probs, labels=labels, init=iterator.initializer, total=len(ds.val))
 
 
@@ -255,6 +259,9 @@ def prepare_run_folder(a):
 
 def train(a, meta):
     ds = load_data(a)
+    if getattr(a, 'job_name', None):
+        import cluster
+        return cluster.run_worker(a, meta, ds)
     prepare_run_folder(a)
     if a.validate is None:
         a.validate = ds.val is not None
@@ -281,8 +288,11 @@ class Trainer:
                                               initializer=tf.constant_initializer(a.lr))
         self.new_rate = tf.compat.v1.placeholder(tf.float32, [])
         self.set_rate = tf.compat.v1.assign(self.rate, self.new_rate)
-        images, labels = build_inputs(a, ds, meta['step'] if meta else 0)
-        self.train_op, self.loss, self.top1 = build_train_op(a, images, labels, self.global_step, self.rate)
+        images, labels = self.inputs(meta)
+        self.train_op, self.loss, self.top1 = build_train_op(a, images, labels, self.global_step, self.rate,
+                                                             self.wrap_optimizer)
+        with tf.control_dependencies([self.train_op]):
+            self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
         self.validation = build_validation(a, ds)
         shown = tf.cast(tf.clip_by_value(images[:4] + tf.constant(ds.mean, tf.float32), 0, 255), tf.uint8)
         summaries = [tf.compat.v1.summary.image('inputs', shown, max_outputs=4)]
@@ -295,7 +305,21 @@ class Trainer:
         self.feature_saver = tf.compat.v1.train.Saver(
             [v for v in weights if v.op.name.split('_')[0] in alexnet.FEATURE_LAYERS], max_to_keep=None)
 
-        self.sess = tf.compat.v1.Session(config=alexnet.session_config(a.precision, a.devices.split(',')))
+        self.sess = self.session(meta)
+        self.step = int(self.sess.run(self.global_step))
+        self.writer = self.is_chief and tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
+        self.stop = StopRequest()
+
+    is_chief = True                  # cluster.py: only worker 0 saves, validates and logs
+    wrap_optimizer = None
+
+    def inputs(self, meta):
+        return build_inputs(self.a, self.ds, meta['step'] if meta else 0)
+
+    def session(self, meta, sess=None):
+        """A session with the variables restored (-resume), or initialised (and warm-started)."""
+        a = self.a
+        self.sess = sess or tf.compat.v1.Session(config=alexnet.session_config(a.precision, a.devices.split(',')))
         if meta:
             self.saver.restore(self.sess, checkpoints.latest(a.train_dir)[0])
             if a.explicit_lr:
@@ -305,13 +329,12 @@ class Trainer:
             if a.model_path:
                 warm_start(self.sess, a.model_path)
         self.sess.run(self.set_rate, {self.new_rate: self.schedule.rate})
-        self.step = int(self.sess.run(self.global_step))
-        self.writer = tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
-        self.stop = StopRequest()
+        return self.sess
 
     def close(self):
         self.stop.restore()
-        self.writer.close()
+        if self.writer:
+            self.writer.close()
         self.sess.close()
 
     def meta(self):
@@ -334,6 +357,8 @@ class Trainer:
         print(f'run folder: {a.train_dir}  (TensorBoard: tensorboard --logdir {os.path.dirname(a.train_dir) or a.train_dir})')
         print(f'{self.ds.name}: {len(self.ds.train) if self.ds.train else "random"} training images, '
               f'{a.num_classes} classes, {spe} steps per epoch, towers on {a.devices}, {a.precision}')
+        print(f'input {a.input_size}x{a.input_size}, batch {a.batch_size}, {a.epochs} epochs, lr {self.schedule.rate:g} '
+              f'({a.lr_schedule}), momentum {a.momentum:g}, weight decay {a.weight_decay:g}, init {a.init}')
         if self.step >= last_step:
             print(f'nothing to do: the run is at step {self.step} and stops at {last_step} '
                   f'(raise --epochs or --max-steps)')
@@ -346,12 +371,13 @@ class Trainer:
             losses, top1s, started, speed = [], [], time.time(), None
             while self.step < last_step and not self.stop.signal:
                 tic = time.time()
-                out = self.sess.run([self.train_op, self.loss, self.top1] + ([self.epoch_summary] if not losses else []))
+                out = self.sess.run([self.step_after, self.loss, self.top1] +
+                                    ([self.epoch_summary] if not losses and self.is_chief else []))
                 rate = a.batch_size / (time.time() - tic)
                 speed = rate if speed is None else 0.9 * speed + 0.1 * rate
                 if len(out) == 4:
                     self.writer.add_summary(out[3], self.step)
-                self.step += 1
+                done, self.step = self.step, int(out[0])
                 if not np.isfinite(out[1]):
                     bar.close()
                     kept = checkpoints.latest(a.train_dir)
@@ -360,23 +386,23 @@ class Trainer:
                                    f'{kept[0] if kept else "none (nothing was saved yet)"}')
                 losses.append(out[1])
                 top1s.append(out[2])
-                bar.update(1)
+                bar.update(self.step - done)
                 bar.set_postfix_str(f'loss {np.mean(losses[-50:]):.3f} top-1 {100 * np.mean(top1s[-50:]):.1f}% '
                                     f'lr {self.schedule.rate:.2g} {speed:.0f} img/s')
-                if self.step % a.log_steps == 0:
+                if self.step % a.log_steps == 0 and self.writer:
                     scalars(self.writer, self.step, {
                         'train/loss': np.mean(losses[-a.log_steps:]), 'train/top1': np.mean(top1s[-a.log_steps:]),
                         'learning_rate': self.schedule.rate, 'images_per_second': speed})
-                if self.step % spe == 0:
+                if self.step // spe > epoch:
                     break
                 if (a.save_steps and self.step % a.save_steps == 0) or time.time() - last_save > 60 * a.save_minutes:
                     self.save()
                     last_save = time.time()
             bar.close()
-            if self.step % spe == 0 and losses:
+            if self.step // spe > epoch and losses:
                 self.end_epoch(losses, top1s, time.time() - started)
                 last_save = time.time()
-        if self.stop.signal or self.step % spe:
+        if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
             why = f'stopped by {self.stop.signal}' if self.stop.signal else 'reached --max-steps'
             print(f'{why} at step {self.step}: checkpoint saved; continue with: '
@@ -414,7 +440,11 @@ class Trainer:
 
 def main(argv=None):
     try:
-        a, meta = settle_args(parse_args(argv))
+        args = parse_args(argv)
+        if args.job_name == 'ps':
+            import cluster
+            return cluster.serve(args)
+        a, meta = settle_args(args)
         return train(a, meta)
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)

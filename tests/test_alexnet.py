@@ -17,13 +17,14 @@ def two_cpu_session(graph):
 
 
 def build(input_size=alexnet.MIN_INPUT_SIZE, num_classes=10, training=False, batch=2,
-          devices=TWO_CPUS, seed=None):
+          devices=TWO_CPUS, seed=None, init='paper', portable=False):
     graph = tf.Graph()
     with graph.as_default():
         if seed is not None:
             tf.compat.v1.set_random_seed(seed)
         images = tf.compat.v1.placeholder(tf.float32, [batch, input_size, input_size, 3])
-        logits = alexnet.inference(images, num_classes, training=training, devices=devices)
+        logits = alexnet.inference(images, num_classes, training=training, devices=devices, init=init,
+                                   portable=portable)
     return graph, images, logits
 
 
@@ -204,6 +205,21 @@ def test_initialisation_statistics():
     assert len(values) == 32     # 8 layers x 2 towers x (weights, biases)
 
 
+def test_he_initialisation_scales_with_fan_in():
+    graph, _, _ = build(input_size=99, num_classes=10, init='he')
+    with graph.as_default(), two_cpu_session(graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        weights = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables() if v.op.name.endswith('weights')}
+    fan_ins = {'conv1': 11 * 11 * 3, 'conv2': 5 * 5 * 48, 'conv3': 3 * 3 * 256, 'conv4': 3 * 3 * 192,
+               'conv5': 3 * 3 * 192, 'fc6': 2 * 2 * 256, 'fc7': 4096, 'fc8': 4096}
+    for name, value in weights.items():
+        layer = name.split('_')[0]
+        want = np.sqrt(2.0 / fan_ins[layer]) if layer != 'conv1' else np.sqrt(1.0 / 363) / alexnet.PIXEL_STD
+        assert abs(value.std() / want - 1) < 0.05, (name, value.std(), want)
+    with pytest.raises(ValueError, match='unknown init'):
+        build(init='glorot')
+
+
 def test_evaluation_is_deterministic_and_training_is_not():
     x = np.random.default_rng(1).normal(0, 50, size=(2, 67, 67, 3)).astype(np.float32)
     for training, same in ((False, True), (True, False)):
@@ -241,3 +257,50 @@ def test_session_config_allows_soft_placement_and_sets_precision():
     with tf.compat.v1.Session(graph=graph, config=alexnet.session_config()) as sess:
         sess.run(tf.compat.v1.variables_initializer(graph.get_collection('variables')))
         assert sess.run(logits, {images: np.zeros([2, 67, 67, 3], np.float32)}).shape == (2, 10)
+
+
+def tf_lrn(name, inputs):
+    """The straightforward graph: TensorFlow's own LRN op with the paper's constants."""
+    return tf.nn.local_response_normalization(inputs, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, name=name)
+
+
+def test_fast_normalisation_matches_tensorflows_op_with_gradients():
+    rng = np.random.default_rng(5)
+    a = rng.normal(0, 40, size=(3, 4, 4, 48)).astype(np.float32)
+    g = rng.normal(0, 1, size=a.shape).astype(np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        x = tf.constant(a)
+        outs = [fn('lrn', x) for fn in (alexnet.lrn, tf_lrn)]
+        grads = [tf.gradients(o, x, grad_ys=tf.constant(g))[0] for o in outs]
+        (fast, ref), (fast_grad, ref_grad) = sess.run([outs, grads])
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
+    assert np.abs(ref_grad - g / 2 ** 0.75).max() > 1e-2     # the window term matters here
+    # on CPUs the reformulation; on GPUs, or for export (portable), TensorFlow's op
+    for devices, portable, want in ((TWO_CPUS, False, 0), (('/gpu:0', '/gpu:1'), False, 4), (TWO_CPUS, True, 4)):
+        with tf.Graph().as_default() as graph:
+            alexnet.inference(tf.zeros([1, 67, 67, 3]), 10, devices=devices, portable=portable)
+        assert sum(op.type == 'LRN' for op in graph.get_operations()) == want, (devices, portable)
+
+
+def test_network_matches_the_straightforward_graph():
+    """Logits and every gradient equal those of the graph built with TensorFlow's LRN op (portable)."""
+    x = np.random.default_rng(6).normal(0, 60, size=(2, 67, 67, 3)).astype(np.float32)
+    results, weights = [], None
+    for portable in (True, False):
+        graph, images, logits = build(seed=7, portable=portable)
+        with graph.as_default():
+            variables = tf.compat.v1.trainable_variables()
+            loss = tf.reduce_sum(logits * np.arange(1, 11, dtype=np.float32))
+            grads = tf.gradients(loss, variables)
+        with two_cpu_session(graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            if weights is None:
+                weights = sess.run(variables)
+            for v, value in zip(variables, weights):
+                v.load(value, sess)
+            results.append(sess.run([logits] + grads, {images: x}))
+    for name, ref, fast in zip(['logits'] + [v.op.name for v in variables], *results):
+        scale = np.abs(ref).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-4 * scale, err_msg=name)

@@ -1,0 +1,323 @@
+"""Training on several machines with TensorFlow's gRPC runtime, the classic TF1 way.
+
+Parameter servers (--job-name ps) hold the variables; workers (--job-name worker)
+each build the whole model (all its --replicas) on their own devices, read their
+own shard of the data, and send gradients. Synchronous by default: every step
+averages all workers' gradients (SyncReplicasOptimizer), so W workers with
+--batch-size B train like one process with batch W x B; --async lets each worker
+update on its own. Worker 0 is the chief: it initialises or restores the
+variables, saves checkpoints (checkpoints.py, so -resume works), writes the
+TensorBoard logs and validates; the others wait for it. Start every task with the
+same flags, changing only --job-name and --task-index:
+
+    # machine A (10.0.0.1): the parameter server, and worker 0 (the chief)
+    python train.py --job-name ps --task-index 0 --ps-hosts 10.0.0.1:2222 --worker-hosts 10.0.0.1:2223,10.0.0.2:2223
+    python train.py -scratch --data-dir ILSVRC2012 --job-name worker --task-index 0 \\
+        --ps-hosts 10.0.0.1:2222 --worker-hosts 10.0.0.1:2223,10.0.0.2:2223
+    # machine B (10.0.0.2): worker 1
+    python train.py -scratch --data-dir ILSVRC2012 --job-name worker --task-index 1 \\
+        --ps-hosts 10.0.0.1:2222 --worker-hosts 10.0.0.1:2223,10.0.0.2:2223
+
+Three levels of parallelism, each inside the next:
+
+    machines  ps 0 (variables)  <-- gradients / weights -->  worker 0 (chief)   worker 1   ...
+    replicas  each worker: --replicas R copies, 1/R of its batch each (parallel.py)
+    towers    each replica: towers a and b on two devices, as in the paper (alexnet.py)
+
+A worker started before the parameter server waits for it (--wait-seconds). If
+the parameter server dies, the workers stop with an error; restart every task
+with -resume and the chief continues from its last checkpoint.
+"""
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+import tensorflow as tf
+
+import alexnet
+import preprocessing
+import train
+from datasets import DataError
+
+WAIT_SECONDS = 300     # how long a worker waits for the parameter servers and the chief
+LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
+        tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
+
+
+def add_flags(p):
+    g = p.add_argument_group('cluster (TensorFlow gRPC runtime; flag names as in TensorFlow\'s benchmarks)')
+    g.add_argument('--job-name', choices=('ps', 'worker'), help='this task\'s job: ps holds the variables, '
+                   'workers compute (worker 0 is the chief)')
+    g.add_argument('--task-index', type=int, help='this task\'s index in its job\'s host list (default 0)')
+    g.add_argument('--ps-hosts', help='parameter servers, host:port,...')
+    g.add_argument('--worker-hosts', help='workers, host:port,... (the first is the chief)')
+    g.add_argument('--async', dest='async_updates', action='store_true', default=None,
+                   help='each worker updates the variables on its own (default: synchronous steps)')
+    g.add_argument('--wait-seconds', type=float, help=f'how long a worker waits for the parameter servers '
+                   f'and the chief (default {WAIT_SECONDS})')
+
+
+def _hosts(text, flag):
+    hosts = [h.strip() for h in (text or '').split(',') if h.strip()]
+    if not hosts:
+        raise DataError(f'--job-name needs {flag} host:port,... (the same list on every task)')
+    for h in hosts:
+        host, _, port = h.rpartition(':')
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise DataError(f'{flag}: {h!r} is not host:port')
+    return hosts
+
+
+def cluster_spec(args):
+    """The ClusterSpec of --ps-hosts and --worker-hosts, after checking this task's index."""
+    spec = {'ps': _hosts(args.ps_hosts, '--ps-hosts'), 'worker': _hosts(args.worker_hosts, '--worker-hosts')}
+    index = args.task_index or 0
+    if not 0 <= index < len(spec[args.job_name]):
+        raise DataError(f'--task-index {index} is out of range: --{args.job_name}-hosts lists '
+                        f'{len(spec[args.job_name])} {args.job_name} task(s), numbered from 0')
+    return tf.train.ClusterSpec(spec)
+
+
+def check_port(address):
+    """A one-line error when another process already listens on this task's port."""
+    host, port = address.rsplit(':', 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(('', int(port)))          # gRPC listens on every interface
+    except OSError as e:
+        raise DataError(f'port {address} is in use: {e.strerror}; stop the process holding it or give this '
+                        f'task another port (in --ps-hosts / --worker-hosts, on every task)') from None
+    finally:
+        s.close()
+
+
+def start_server(args):
+    spec = cluster_spec(args)
+    index = args.task_index or 0
+    address = spec.task_address(args.job_name, index)
+    check_port(address)
+    try:
+        server = tf.distribute.Server(spec, job_name=args.job_name, task_index=index, start=True)
+    except (tf.errors.OpError, RuntimeError) as e:
+        raise DataError(f'could not start the {args.job_name} {index} server on {address}: '
+                        f'{str(e).splitlines()[0]}') from None
+    return spec, server
+
+
+def serve(args):
+    """A parameter server: hold the variables until stopped (Ctrl-C or kill)."""
+    spec, server = start_server(args)
+    print(f'parameter server {args.task_index or 0} of {spec.num_tasks("ps")} listening on '
+          f'{spec.task_address("ps", args.task_index or 0)}; stop it with Ctrl-C when training is done', flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print('parameter server stopped')
+        return 0
+
+
+def wait_for_parameter_servers(spec, seconds):
+    """Block until every parameter server accepts connections, saying so every few seconds."""
+    deadline = time.time() + seconds
+    for address in spec.job_tasks('ps'):
+        host, port = address.rsplit(':', 1)
+        said = 0
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise DataError(f'no parameter server answered at {address} within {seconds:g} s: start it '
+                                    f'(python train.py --job-name ps ...) or raise --wait-seconds') from None
+                if time.time() - said > 5:
+                    print(f'waiting for parameter server {address} ...', flush=True)
+                    said = time.time()
+                time.sleep(0.5)
+
+
+class _Greedy:
+    """Each new variable goes to the parameter server holding the fewest bytes (fc6 alone is ~70%)."""
+
+    def __init__(self, tasks):
+        self.load = [0] * tasks
+
+    def __call__(self, op):
+        try:
+            size = tf.TensorShape(op.get_attr('shape')).num_elements() or 1
+        except (ValueError, TypeError):
+            size = 1
+        task = self.load.index(min(self.load))
+        self.load[task] += size
+        return task
+
+
+def device_setter(spec, task):
+    """Variables on the parameter servers' CPUs, everything else on this worker (its tower devices)."""
+    setter = tf.compat.v1.train.replica_device_setter(cluster=spec, worker_device=f'/job:worker/task:{task}',
+                                                      ps_strategy=_Greedy(spec.num_tasks('ps')))
+
+    def place(op):
+        device = setter(op)
+        if device.startswith('/job:ps'):
+            return tf.DeviceSpec.from_string(device).replace(device_type='CPU', device_index=0).to_string()
+        return device
+    return place
+
+
+class ClusterTrainer(train.Trainer):
+    """train.Trainer on a cluster: the graph between-graph replicated, the session on this task's server."""
+
+    def __init__(self, a, meta, ds, spec, server):
+        self.spec, self.server, self.task = spec, server, a.task_index
+        self.workers = spec.num_tasks('worker')
+        self.is_chief = self.task == 0
+        self.sync = not a.async_updates and self.workers > 1
+        self.sync_opt, self.applier, self.stopping = None, None, False
+        self.cpu = f'/job:worker/task:{self.task}/device:CPU:0'
+        with tf.compat.v1.device(device_setter(spec, self.task)):
+            super().__init__(a, meta, ds)
+
+    def wrap_optimizer(self, optimizer):
+        if not self.sync:
+            return optimizer
+        self.sync_opt = tf.compat.v1.train.SyncReplicasOptimizer(optimizer, self.workers, self.workers)
+        return self.sync_opt
+
+    def inputs(self, meta):
+        a = self.a
+        shape = [a.batch_size, a.input_size, a.input_size, 3]
+        with tf.device(self.cpu):
+            if a.synthetic:            # a different random stream on every worker
+                return (tf.random.uniform(shape, -128, 128, seed=self.task + 1),
+                        tf.random.uniform(shape[:1], 0, a.num_classes, tf.int64, seed=self.task + 1))
+            self.iterator = tf.compat.v1.data.Iterator.from_structure((tf.float32, tf.int64), (shape, shape[:1]))
+            return self.iterator.get_next()
+
+    def session(self, meta):
+        """Wait for the parameter servers; the chief restores or initialises, the others wait for it."""
+        a = self.a
+        # Set by the chief once everything is in place (restored, warm-started); never saved in checkpoints.
+        self.ready_flag = tf.compat.v1.Variable(True, trainable=False, collections=[], name='chief_ready')
+        if self.sync_opt:              # SyncReplicasOptimizer's own readiness check: this file has its own
+            self.sync_opt.ready_for_local_init_op.mark_used()
+        wait_for_parameter_servers(self.spec, a.wait_seconds)
+        config = alexnet.session_config(a.precision, a.devices.split(','))
+        config.device_filters[:] = ['/job:ps', f'/job:worker/task:{self.task}']   # not the other workers
+        sess = tf.compat.v1.Session(self.server.target, config=config)
+        if self.is_chief:
+            super().session(meta, sess)
+            if self.sync_opt:
+                sess.run(self.sync_opt.chief_init_op)
+                runner = self.sync_opt.get_chief_queue_runner()
+                self.close_queue = runner.cancel_op
+                self.applier = threading.Thread(target=self.apply_updates, args=(sess, runner.enqueue_ops[0]),
+                                                daemon=True)
+                self.applier.start()
+            sess.run(self.ready_flag.initializer)
+        else:
+            self.wait_for_chief(sess)
+            if self.sync_opt:
+                sess.run(self.sync_opt.local_step_init_op)
+        step = int(sess.run(self.global_step))
+        if not a.synthetic:     # this worker's shard, from the step the run is at
+            data = preprocessing.train_dataset(self.ds.train, a.batch_size, a.input_size, self.ds.mean,
+                                               a.resize_size, seed=a.seed, start_step=step // self.updates_per_step(),
+                                               shard_index=self.task, num_shards=self.workers)
+            with tf.device(self.cpu):
+                sess.run(self.iterator.make_initializer(data))
+        print(f'worker {self.task} of {self.workers} ({"chief, " if self.is_chief else ""}'
+              f'{"synchronous" if self.sync else "asynchronous"}) at step {step}', flush=True)
+        return sess
+
+    def apply_updates(self, sess, update):
+        """The chief's thread: wait for every worker's gradients, apply their average, release the workers."""
+        while not self.stopping:
+            try:
+                sess.run(update)
+            except Exception:          # stopping, or a lost server: the training loop reports it
+                return
+
+    def updates_per_step(self):
+        """Global-step increments per step of one worker: 1 in sync mode, one per worker in async."""
+        return 1 if self.sync else self.workers
+
+    def wait_for_chief(self, sess):
+        ready = tf.compat.v1.report_uninitialized_variables(tf.compat.v1.global_variables() + [self.ready_flag])
+        deadline, said = time.time() + self.a.wait_seconds, 0
+        while len(sess.run(ready)):
+            if time.time() > deadline:
+                raise DataError(f'the chief (worker 0, {self.spec.task_address("worker", 0)}) did not initialise '
+                                f'the variables within {self.a.wait_seconds:g} s: start it')
+            if time.time() - said > 10:
+                print('waiting for the chief (worker 0) to initialise the variables ...', flush=True)
+                said = time.time()
+            time.sleep(0.5)
+
+    def save(self, *args, **kwargs):
+        if self.is_chief:
+            super().save(*args, **kwargs)
+
+    def end_epoch(self, losses, top1s, seconds):
+        if self.is_chief:
+            return super().end_epoch(losses, top1s, seconds)
+        print(f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, loss {sum(losses) / len(losses):.4f}')
+
+    def close(self):
+        self.stopping = True
+        if self.applier:                 # close the step queue: workers waiting on a step stop
+            try:
+                self.sess.run(self.close_queue, options=tf.compat.v1.RunOptions(timeout_in_ms=5000))
+            except tf.errors.OpError:
+                pass
+        super().close()
+
+
+def _lost(e, a, spec):
+    detail = re.search(r'grpc_message:"([^"]+)"', e.message or '') or re.search(r'(.+)', e.message or type(e).__name__)
+    return (f'lost the parameter server ({",".join(spec.job_tasks("ps"))}): {type(e).__name__}, '
+            f'{detail.group(1).strip()[:160]}; restart it and every worker with -resume (the chief continues '
+            f'from its last checkpoint in {a.train_dir})')
+
+
+def run_worker(a, meta, ds):
+    """One worker's part of a cluster run (train.py --job-name worker)."""
+    for key, default in dict(task_index=0, async_updates=False, wait_seconds=WAIT_SECONDS).items():
+        setattr(a, key, getattr(a, key, None) or default)
+    for key in ('ps_hosts', 'worker_hosts'):
+        setattr(a, key, getattr(a, key, None))
+    tf.get_logger().setLevel('ERROR')      # the TF1 APIs' deprecation notices
+    spec, server = start_server(a)
+    chief = a.task_index == 0
+    if chief:
+        train.prepare_run_folder(a)
+    if a.validate is None or not chief:
+        a.validate = chief and ds.val is not None
+    with tf.Graph().as_default():
+        trainer = None
+        try:
+            trainer = ClusterTrainer(a, meta, ds, spec, server)
+            trainer.steps_per_epoch = preprocessing.steps_per_epoch(ds.train, a.batch_size, trainer.workers) \
+                * trainer.updates_per_step() if not a.synthetic else trainer.steps_per_epoch
+            code = trainer.loop()
+            if not chief:
+                print(f'worker {trainer.task}: done at step {trainer.step}')
+            return code
+        except train.Diverged as e:      # train.py may run as __main__: its own Diverged is another class
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        except LOST as e:
+            if not chief and isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
+                print(f'worker {a.task_index}: the chief ended the run; stopping')     # it closed the step queue
+                return 0
+            print(f'error: {_lost(e, a, spec)}', file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)      # closing a gRPC session waits for its lost steps: a dead server would hang it
+        finally:
+            if trainer:
+                trainer.close()

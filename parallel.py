@@ -1,0 +1,119 @@
+"""Data parallelism in one machine: R replicas of the two-tower model.
+
+The paper splits one model over two GPUs (model parallelism, Section 3.2). With
+more devices, train.py builds R copies of that two-tower model, each on its own
+pair of devices (or both towers on one device), gives each 1/R of the batch,
+averages their gradients (tf.add_n, then / R) and applies one momentum update
+to the one set of variables they share:
+
+    --devices /gpu:0,/gpu:1,/gpu:2,/gpu:3      2 replicas, towers a,b on gpus 0,1 and 2,3
+    --replicas 4 --devices /gpu:0,/gpu:1,/gpu:2,/gpu:3    4 replicas, both towers on each GPU
+    --replicas 2                               default devices: pairs of GPUs, one GPU each, or /cpu:N
+
+One step of R replicas equals one step of a single model on the whole batch (up
+to float rounding, and dropout, whose masks differ per replica).
+"""
+import contextlib
+
+import tensorflow as tf
+
+import alexnet
+from datasets import DataError
+
+
+def parse_devices(devices=None, replicas=None):
+    """Tower devices of every replica, flat (a0, b0, a1, b1, ...): 2 per replica.
+
+    R devices with R replicas put both towers of each replica on its device; 2R
+    devices give each tower its own. Without --replicas, the count of pairs is R."""
+    if replicas is not None and replicas < 1:
+        raise DataError(f'--replicas must be at least 1, got {replicas}')
+    if devices in (None, ''):
+        if (replicas or 1) == 1:
+            return tuple(alexnet.parse_devices(None))
+        gpus = len(tf.config.list_logical_devices('GPU'))
+        if gpus >= 2 * replicas:
+            listed = [f'/gpu:{i}' for i in range(2 * replicas)]
+        else:           # one GPU per replica (shared when there are fewer), or logical CPU devices
+            listed = [f'/gpu:{r % gpus}' if gpus else f'/cpu:{r}' for r in range(replicas)]
+    else:
+        listed = [d.strip() for d in devices.split(',')] if isinstance(devices, str) else list(devices)
+    if replicas is None:
+        if len(listed) % 2 and len(listed) != 1:
+            raise DataError(f'--devices {",".join(listed)}: give two devices per replica '
+                            f'(tower a, tower b), or say how many with --replicas')
+        replicas = max(1, len(listed) // 2)
+    if len(listed) == replicas:
+        listed = [d for d in listed for _ in range(2)]
+    if len(listed) != 2 * replicas:
+        raise DataError(f'--devices {",".join(listed)} does not fit {replicas} replicas: give '
+                        f'{replicas} devices (both towers on each) or {2 * replicas} (one per tower)')
+    try:
+        return tuple(d for i in range(replicas) for d in alexnet.parse_devices(listed[2 * i:2 * i + 2]))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
+def replica_pairs(devices, replicas=None):
+    """[(tower a device, tower b device)] for each replica."""
+    flat = parse_devices(devices, replicas)
+    return [flat[i:i + 2] for i in range(0, len(flat), 2)]
+
+
+def _replica_scope(r):
+    """Replica 0 builds the variables with the single model's names; the others reuse them."""
+    if r == 0:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True))
+    stack.enter_context(tf.compat.v1.name_scope(f'replica{r}'))
+    return stack
+
+
+def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer=None):
+    """Loss, top-1, and one momentum update with weight decay from the averaged gradients of
+    every replica (Section 5). wrap_optimizer (e.g. a SyncReplicasOptimizer) wraps the optimizer."""
+    pairs = replica_pairs(a.devices, getattr(a, 'replicas', None))
+    n = len(pairs)
+    if a.batch_size % n:
+        raise DataError(f'--batch-size {a.batch_size} does not split evenly over {n} replicas')
+    parts = zip(tf.split(images, n), tf.split(labels, n)) if n > 1 else [(images, labels)]
+    scale = None
+    if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
+        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(2.0 ** 15),
+                                          trainable=False)
+    variables, grads, xents, top1s = None, [], [], []
+    for r, (pair, (x, y)) in enumerate(zip(pairs, parts)):
+        with _replica_scope(r):
+            # dropout masks: a function of the step (and the replica), so a resumed run draws the same
+            seed = tf.stack([tf.constant(a.seed + 65536 * r, tf.int64), global_step])
+            logits = tf.cast(alexnet.inference(x, a.num_classes, training=True, devices=pair, dropout_seed=seed,
+                                               dropout_rate=getattr(a, 'dropout', alexnet.DROPOUT_RATE),
+                                               init=getattr(a, 'init', 'paper')), tf.float32)
+            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            variables = variables or tf.compat.v1.trainable_variables()
+            grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
+                                      colocate_gradients_with_ops=True))
+            xents.append(xent)
+            top1s.append(tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=y, predictions=logits, k=1), tf.float32)))
+    averaged = []
+    for v, gs in zip(variables, zip(*grads)):
+        with tf.device(v.device):             # sum where the variable lives, then one update
+            g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
+            if scale is not None:
+                g = g / scale
+            if v.op.name.endswith('weights'):  # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
+                g = g + a.weight_decay * v
+            averaged.append(g)
+    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, a.momentum)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    if scale is not None:        # skip steps whose gradients overflowed, and halve the scale
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in averaged])
+        averaged = [tf.where(finite, g, tf.zeros_like(g)) for g in averaged]
+        with tf.control_dependencies([tf.compat.v1.assign(scale, tf.where(finite, scale, scale / 2))]):
+            train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
+    else:
+        train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
+    mean = (lambda xs: tf.add_n(xs) / n) if n > 1 else (lambda xs: xs[0])
+    return train_op, mean(xents), mean(top1s)

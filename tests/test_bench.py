@@ -1,0 +1,39 @@
+"""bench.py: one figure a line, positive figures, the summary line last, one-line errors."""
+import re
+
+import bench
+from conftest import SHARED_DATA
+
+FIGURE = re.compile(r'^(training|inference|matmul|pipeline) +(\d+\.\d) (img/s|GFLOP/s|img/s/core) +\(.+\)$')
+SUMMARY = re.compile(r'^train (\d+\.\d) img/s  infer (\d+\.\d) img/s  \(bf16, batch 2\)$')
+
+
+def test_bench_prints_every_figure_and_the_summary(capsys):
+    val = SHARED_DATA / 'imagenet' / 'val'
+    assert val.is_dir(), f'the real data is missing: {val}'
+    rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '2', '--warmup', '1',
+                     '--precision', 'bf16', '--matmul-size', '256', '--data-dir', str(val),
+                     '--pipeline-seconds', '1'])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith('load average ')
+    figures = [FIGURE.match(line) for line in lines[1:-1]]
+    assert all(figures), lines
+    kinds = [(m.group(1), m.group(3)) for m in figures]
+    assert kinds == [('training', 'img/s'), ('training', 'GFLOP/s'), ('inference', 'img/s'),
+                     ('inference', 'GFLOP/s'), ('matmul', 'GFLOP/s'), ('pipeline', 'img/s'),
+                     ('pipeline', 'img/s/core')]
+    assert all(float(m.group(2)) > 0 for m in figures)
+    summary = SUMMARY.match(lines[-1])
+    assert summary, lines[-1]
+    assert (summary.group(1), summary.group(2)) == (figures[0].group(2), figures[2].group(2))
+    assert 'of the matrix product' in lines[2] and 'of the matrix product' in lines[4]
+
+
+def test_bad_data_dir_is_a_one_line_error(capsys, tmp_path):
+    assert bench.main(['--data-dir', str(tmp_path / 'missing')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: --data-dir') and 'missing' in err[0]
+    (tmp_path / 'empty').mkdir()
+    assert bench.main(['--data-dir', str(tmp_path / 'empty')]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith('error: no images')

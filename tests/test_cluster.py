@@ -1,0 +1,170 @@
+"""cluster.py: a parameter server and two workers on 127.0.0.1, as separate processes.
+
+Every wait is bounded, so a hung cluster fails the test instead of hanging CI.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import alexnet
+import checkpoints
+import train
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 150            # seconds: the longest any single wait in these tests may take
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def make_data(root, per_class=16):
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        folder = root / 'train' / f'class{c}'
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+    return root
+
+
+def initial_weights(prefix):
+    """A checkpoint of fresh weights both runs start from (the random draws depend on graph order)."""
+    with tf.Graph().as_default():
+        alexnet.inference(tf.zeros([1, 67, 67, 3]), 2, devices='/cpu:0')
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return tf.compat.v1.train.Saver().save(sess, str(prefix))
+
+
+def variables(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
+
+
+class Task:
+    """A train.py process whose output goes to a file (no pipe to fill up)."""
+
+    def __init__(self, log, argv):
+        self.log = log
+        env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+        with open(log, 'w') as out:
+            self.proc = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *map(str, argv)], cwd=REPO,
+                                         env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self):
+        return Path(self.log).read_text()
+
+    def wait_for(self, text, seconds=WAIT):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if text in self.output():
+                return
+            assert self.proc.poll() is None, f'exited before printing {text!r}:\n{self.output()}'
+            time.sleep(0.2)
+        raise AssertionError(f'no {text!r} within {seconds} s:\n{self.output()}')
+
+    def finish(self, seconds=WAIT):
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f'still running after {seconds} s:\n{self.output()}')
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def saved_step(run_dir):
+    found = checkpoints.latest(str(run_dir))
+    return found[1]['step'] if found else 0
+
+
+def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter_server(tmp_path):
+    data, run_dir = make_data(tmp_path / 'data'), tmp_path / 'cluster'
+    init = initial_weights(tmp_path / 'init' / 'weights')
+    ps, w0, w1 = free_ports(3)
+    common = ['--dataset', 'folder', '--data-dir', data, '--input-size', 67, '--batch-size', 4, '--no-validate',
+              '--dropout', 0, '--lr', 0.002, '--save-minutes', 60, '--train-dir', run_dir, '--wait-seconds', WAIT,
+              '--ps-hosts', f'127.0.0.1:{ps}', '--worker-hosts', f'127.0.0.1:{w0},127.0.0.1:{w1}']
+    worker = lambda i, *argv: Task(tmp_path / f'worker{i}.log', [*argv, *common, '--job-name', 'worker',
+                                                                 '--task-index', i])
+    server = lambda name: Task(tmp_path / f'{name}.log', ['--job-name', 'ps', *common])
+    tasks = []
+    try:
+        # Workers started before the parameter server wait for it, then train in lock step.
+        tasks += [worker(0, '-scratch', '--model_path', init, '--save-steps', 1), worker(1, '-scratch')]
+        for t in tasks:
+            t.wait_for(f'waiting for parameter server 127.0.0.1:{ps}')
+        tasks.append(server('ps'))
+        tasks[1].wait_for('worker 1 of 2 (synchronous) at step 0')
+        deadline = time.time() + WAIT
+        while saved_step(run_dir) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert saved_step(run_dir) >= 2, tasks[0].output()
+        # A killed worker stalls the synchronous steps; a dead parameter server stops the chief cleanly.
+        tasks[1].kill()
+        tasks[2].proc.send_signal(signal.SIGKILL)
+        assert tasks[0].finish() == 1
+        out = tasks[0].output()
+        assert 'lost the parameter server (127.0.0.1:' in out and 'with -resume' in out, out
+        assert 'Traceback' not in out, out
+        # A restart of every task resumes from the chief's last checkpoint.
+        step = saved_step(run_dir)
+        tasks += [server('ps2'), worker(0, '-resume', '--max-steps', step + 2, '--save-steps', 0),
+                  worker(1, '-resume', '--max-steps', step + 2)]
+        assert tasks[4].finish() == 0 and tasks[5].finish() == 0, tasks[4].output() + tasks[5].output()
+        assert f'worker 0 of 2 (chief, synchronous) at step {step}' in tasks[4].output()
+        assert saved_step(run_dir) == step + 2
+    finally:
+        for t in tasks:
+            t.kill()
+    # One process with the combined batch (2 x 4) over the same data, from the same weights: the same run.
+    single = tmp_path / 'single'
+    assert train.main([str(a) for a in ['-scratch', '--model_path', init, '--max-steps', step + 2, '--batch-size', 8,
+                                        *common[:6], *common[8:15], '--train-dir', single]]) == 0
+    a, b = variables(checkpoints.latest(str(single))[0]), variables(checkpoints.latest(str(run_dir))[0])
+    assert a.keys() == b.keys() and len(a) > 60        # weights, momentum, step, learning rate
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-3, atol=1e-6, err_msg=name)
+
+
+def test_flag_errors_and_ports_in_use(capsys):
+    busy = socket.socket()
+    busy.bind(('127.0.0.1', 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    free, = free_ports(1)
+    small = ['--synthetic', '--num-classes', 4, '--input-size', 67]
+    try:
+        for argv, message in [
+                (['-scratch', *small, '--job-name', 'worker', '--ps-hosts', f'127.0.0.1:{free}',
+                  '--worker-hosts', f'127.0.0.1:{port}'], f'port 127.0.0.1:{port} is in use'),
+                (['--job-name', 'ps', '--ps-hosts', f'127.0.0.1:{port}', '--worker-hosts', f'127.0.0.1:{free}'],
+                 f'port 127.0.0.1:{port} is in use'),
+                (['-scratch', *small, '--job-name', 'worker', '--task-index', 2, '--ps-hosts', 'a:1',
+                  '--worker-hosts', 'a:2,b:2'], '--task-index 2 is out of range'),
+                (['-scratch', *small, '--job-name', 'worker', '--worker-hosts', 'a:2'], 'needs --ps-hosts'),
+                (['--job-name', 'ps', '--ps-hosts', 'localhost', '--worker-hosts', 'a:2'], "'localhost' is not host:port")]:
+            assert train.main([str(a) for a in argv]) == 2, argv
+            err = capsys.readouterr().err
+            assert message in err and err.startswith('error:') and 'Traceback' not in err, err
+    finally:
+        busy.close()

@@ -1,0 +1,93 @@
+"""parallel.py: data-parallel replicas of the two-tower model in one machine."""
+import argparse
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import alexnet
+import checkpoints
+import parallel
+import train
+from datasets import DataError
+
+SIZE, CLASSES, BATCH = 67, 4, 8
+
+
+@pytest.mark.parametrize('devices,replicas,expected', [
+    ('/gpu:0,/gpu:1,/gpu:2,/gpu:3', None, ('/gpu:0', '/gpu:1', '/gpu:2', '/gpu:3')),   # 2 replicas, a tower each
+    ('/gpu:0,/gpu:1', 2, ('/gpu:0', '/gpu:0', '/gpu:1', '/gpu:1')),                    # both towers on one GPU
+    ('/cpu:0', None, ('/cpu:0', '/cpu:0')),
+    ('/gpu:0,/gpu:1', None, ('/gpu:0', '/gpu:1')),                                     # the paper's two towers
+    (None, 2, ('/cpu:0', '/cpu:0', '/cpu:1', '/cpu:1')),                               # no GPU here: logical CPUs
+])
+def test_devices_per_replica(devices, replicas, expected):
+    assert parallel.parse_devices(devices, replicas) == expected
+    assert len(parallel.replica_pairs(devices, replicas)) == len(expected) // 2
+
+
+@pytest.mark.parametrize('devices,replicas,message', [
+    ('/gpu:0,/gpu:1,/gpu:2', None, 'two devices per replica'),
+    ('/gpu:0,/gpu:1,/gpu:2', 2, 'does not fit 2 replicas'),
+    (None, 0, 'at least 1'),
+    ('/gpu:0,gpu1', None, 'bad device string'),
+])
+def test_device_errors(devices, replicas, message):
+    with pytest.raises(DataError, match=message):
+        parallel.parse_devices(devices, replicas)
+
+
+def one_step(devices, replicas, images, labels, weights=None):
+    """Build the training graph, load `weights` (or keep the fresh ones), run one step: variables before, after."""
+    a = argparse.Namespace(seed=0, num_classes=CLASSES, devices=devices, replicas=replicas, init='paper',
+                           weight_decay=0.0005, momentum=0.9, precision='fp32', batch_size=BATCH, dropout=0.0)
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.set_random_seed(0)
+        step = tf.compat.v1.train.get_or_create_global_step()
+        x = tf.compat.v1.placeholder(tf.float32, [BATCH, SIZE, SIZE, 3])
+        y = tf.compat.v1.placeholder(tf.int64, [BATCH])
+        train_op, loss, _ = train.build_train_op(a, x, y, step, 0.01)
+        flat = parallel.parse_devices(devices, replicas)
+        with tf.compat.v1.Session(config=alexnet.session_config('fp32', flat)) as sess:
+            variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+            start = {v.initial_value: weights[name] for name, v in variables.items() if weights is not None}
+            sess.run(tf.compat.v1.global_variables_initializer(), start)
+            before = sess.run(variables)
+            for _ in range(2):
+                sess.run(train_op, {x: images, y: labels})
+            after = sess.run(variables)
+        placed = {op.name: op.device for op in graph.get_operations()}
+    return before, after, placed
+
+
+def test_replicas_step_equals_one_model_on_the_whole_batch():
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)
+    labels = rng.integers(0, CLASSES, BATCH)
+    before, single, _ = one_step('/cpu:0', 1, images, labels)
+    for devices, replicas in (('/cpu:0,/cpu:1,/cpu:2,/cpu:3', None),    # 2 replicas x 2 towers on 4 devices
+                              ('/cpu:0,/cpu:1', 2)):                    # 2 replicas, both towers on each
+        start, after, placed = one_step(devices, replicas, images, labels, before)
+        assert start.keys() == single.keys() and len(single) > 60    # one set of weights and momentum
+        for name in single:
+            np.testing.assert_array_equal(start[name], before[name], err_msg=name)
+            np.testing.assert_allclose(after[name], single[name], rtol=1e-4, atol=2e-6, err_msg=name)
+        assert not np.allclose(after['fc8_a/weights'], before['fc8_a/weights'])   # it did learn
+        assert single['global_step'] == after['global_step'] == 2
+        towers = parallel.replica_pairs(devices, replicas)[1]                    # replica 1's towers
+        assert placed['replica1/conv1_a/Conv2D'].endswith(f'CPU:{towers[0][-1]}')
+        assert placed['replica1/conv1_b/Conv2D'].endswith(f'CPU:{towers[1][-1]}')
+
+
+def test_train_with_replicas_from_the_command_line(tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    common = ['--synthetic', '--num-classes', '4', '--input-size', '67', '--batch-size', '8',
+              '--save-minutes', '60', '--train-dir', str(run_dir)]
+    assert train.main(['-scratch', '--replicas', '2', '--devices', '/cpu:0,/cpu:1', '--max-steps', '2',
+                       *common]) == 0
+    meta = checkpoints.latest(str(run_dir))[1]
+    assert meta['step'] == 2 and meta['args']['replicas'] == 2
+    assert meta['devices'] == '/cpu:0,/cpu:0,/cpu:1,/cpu:1'
+    capsys.readouterr()
+    assert train.main(['-scratch', '--overwrite', '--replicas', '3', *common]) == 2
+    assert 'does not split evenly over 3 replicas' in capsys.readouterr().err
