@@ -263,9 +263,9 @@ class ClusterTrainer(train.Trainer):
         if self.is_chief:
             super().save(*args, **kwargs)
 
-    def end_epoch(self, losses, top1s, seconds):
+    def end_epoch(self, losses, hits, seconds):
         if self.is_chief:
-            return super().end_epoch(losses, top1s, seconds)
+            return super().end_epoch(losses, hits, seconds)
         print(f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, loss {sum(losses) / len(losses):.4f}')
 
     def close(self):

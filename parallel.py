@@ -71,7 +71,7 @@ def _replica_scope(r):
 
 
 def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer=None):
-    """Loss, top-1, and one momentum update with weight decay from the averaged gradients of
+    """Loss, accuracy [top-1, top-k] (k = 5, or the class count if fewer), and one momentum update with weight decay from the averaged gradients of
     every replica (Section 5). wrap_optimizer (e.g. a SyncReplicasOptimizer) wraps the optimizer."""
     pairs = replica_pairs(a.devices, getattr(a, 'replicas', None))
     n = len(pairs)
@@ -82,7 +82,8 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
     if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
         scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(2.0 ** 15),
                                           trainable=False)
-    variables, grads, xents, top1s = None, [], [], []
+    k = min(5, a.num_classes)
+    variables, grads, xents, accuracies = None, [], [], []
     for r, (pair, (x, y)) in enumerate(zip(pairs, parts)):
         with _replica_scope(r):
             # dropout masks: a function of the step (and the replica), so a resumed run draws the same
@@ -95,7 +96,8 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
                                       colocate_gradients_with_ops=True))
             xents.append(xent)
-            top1s.append(tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=y, predictions=logits, k=1), tf.float32)))
+            accuracies.append(tf.stack([tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=y, predictions=logits, k=j),
+                                                               tf.float32)) for j in (1, k)]))
     averaged = []
     for v, gs in zip(variables, zip(*grads)):
         with tf.device(v.device):             # sum where the variable lives, then one update
@@ -116,4 +118,4 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
     else:
         train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
     mean = (lambda xs: tf.add_n(xs) / n) if n > 1 else (lambda xs: xs[0])
-    return train_op, mean(xents), mean(top1s)
+    return train_op, mean(xents), mean(accuracies)

@@ -289,8 +289,9 @@ class Trainer:
         self.new_rate = tf.compat.v1.placeholder(tf.float32, [])
         self.set_rate = tf.compat.v1.assign(self.rate, self.new_rate)
         images, labels = self.inputs(meta)
-        self.train_op, self.loss, self.top1 = build_train_op(a, images, labels, self.global_step, self.rate,
-                                                             self.wrap_optimizer)
+        self.train_op, self.loss, self.accuracy = build_train_op(a, images, labels, self.global_step, self.rate,
+                                                                 self.wrap_optimizer)   # [top-1, top-k]
+        self.k = min(5, a.num_classes)
         with tf.control_dependencies([self.train_op]):
             self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
         self.validation = build_validation(a, ds)
@@ -368,10 +369,10 @@ class Trainer:
             epoch = self.step // spe
             bar = tqdm(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch + 1}/{a.epochs}',
                        dynamic_ncols=True)
-            losses, top1s, started, speed = [], [], time.time(), None
+            losses, hits, started, speed = [], [], time.time(), None
             while self.step < last_step and not self.stop.signal:
                 tic = time.time()
-                out = self.sess.run([self.step_after, self.loss, self.top1] +
+                out = self.sess.run([self.step_after, self.loss, self.accuracy] +
                                     ([self.epoch_summary] if not losses and self.is_chief else []))
                 rate = a.batch_size / (time.time() - tic)
                 speed = rate if speed is None else 0.9 * speed + 0.1 * rate
@@ -385,13 +386,14 @@ class Trainer:
                                    f'--lr (now {self.schedule.rate:g}); the last good checkpoint is '
                                    f'{kept[0] if kept else "none (nothing was saved yet)"}')
                 losses.append(out[1])
-                top1s.append(out[2])
+                hits.append(out[2])
                 bar.update(self.step - done)
-                bar.set_postfix_str(f'loss {np.mean(losses[-50:]):.3f} top-1 {100 * np.mean(top1s[-50:]):.1f}% '
+                bar.set_postfix_str(f'loss {np.mean(losses[-50:]):.3f} top-1 {100 * np.mean(hits[-50:], 0)[0]:.1f}% '
                                     f'lr {self.schedule.rate:.2g} {speed:.0f} img/s')
                 if self.step % a.log_steps == 0 and self.writer:
+                    top1, topk = np.mean(hits[-a.log_steps:], 0)
                     scalars(self.writer, self.step, {
-                        'train/loss': np.mean(losses[-a.log_steps:]), 'train/top1': np.mean(top1s[-a.log_steps:]),
+                        'train/loss': np.mean(losses[-a.log_steps:]), 'train/top1': top1, f'train/top{self.k}': topk,
                         'learning_rate': self.schedule.rate, 'images_per_second': speed})
                 if self.step // spe > epoch:
                     break
@@ -400,7 +402,7 @@ class Trainer:
                     last_save = time.time()
             bar.close()
             if self.step // spe > epoch and losses:
-                self.end_epoch(losses, top1s, time.time() - started)
+                self.end_epoch(losses, hits, time.time() - started)
                 last_save = time.time()
         if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
@@ -409,11 +411,12 @@ class Trainer:
                   f'python train.py -resume --train-dir {a.train_dir}')
         return 0
 
-    def end_epoch(self, losses, top1s, seconds):
+    def end_epoch(self, losses, hits, seconds):
         """Validate, adjust the learning rate, save latest/best/features, log one line."""
         a, epoch = self.a, self.step // self.steps_per_epoch
-        line = f'epoch {epoch}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * np.mean(top1s):.2f}%'
-        values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': np.mean(top1s)}
+        top1, topk = np.mean(hits, 0)
+        line = f'epoch {epoch}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * top1:.2f}%'
+        values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': top1, f'train/epoch_top{self.k}': topk}
         improved = False
         if self.validation:
             v = evaluate.run(self.sess, self.validation['probs'], self.validation['labels'],

@@ -78,7 +78,7 @@ def test_learns_real_cifar10_images_and_logs_it(tmp_path, capsys):
     tags = events(str(run_dir))
     losses = [v for _, v in tags['train/epoch_loss']]
     assert losses[-1] < 0.5 * losses[0], losses
-    for tag in ('train/loss', 'train/top1', 'val/loss', 'val/top1', 'val/top5', 'learning_rate',
+    for tag in ('train/loss', 'train/top1', 'train/top5', 'train/epoch_top5', 'val/loss', 'val/top1', 'val/top5', 'learning_rate',
                 'images_per_second', 'inputs/image/0'):
         assert tag in tags, tag
     assert checkpoints.latest(str(run_dir / 'best'))[1]['best'] == meta['best']
