@@ -46,6 +46,7 @@ DROPOUT_RATE = 0.5        # fc6 and fc7 outputs dropped with probability 0.5 (Se
 INIT_STDDEV = 0.01        # weights from N(0, 0.01) (Section 5)
 INITS = ('paper', 'he')   # 'he': N(0, 2/fan_in) (He et al. 2015), a departure for small datasets (README)
 PIXEL_STD = 64.0          # about the std of mean-subtracted 0-255 pixels: 'he' scales conv1 by it
+HE_CONV1_GRADIENT_SCALE = PIXEL_STD ** -2   # 'he': conv1 learns as if it read pixels / PIXEL_STD (README)
 BIAS_ONE, BIAS_ZERO = 1.0, 0.0  # biases 1 in conv2, conv4, conv5, fc6, fc7; 0 elsewhere (Section 5)
 
 
@@ -143,19 +144,25 @@ def session_config(precision='fp32', devices=None):
 
 def _weights(shape, init='paper'):
     """'paper': N(0, 0.01). 'he': variance-preserving, N(0, 2/fan_in) after a ReLU; conv1 reads
-    raw pixels (no ReLU, std about PIXEL_STD), so it gets N(0, 1/(fan_in PIXEL_STD^2))."""
+    raw pixels (no ReLU, std about PIXEL_STD), so it gets N(0, 1/(fan_in PIXEL_STD^2)); fc8, the
+    output, starts at zero (uniform first predictions: max-pooling and the biases of 1 make the
+    activations grow layer by layer, and He-scaled scores would start with a loss of 15+)."""
     if init not in INITS:
         raise ValueError(f'unknown init {init!r}: use {" or ".join(INITS)}')
     fan_in = math.prod(shape[:-1])
-    reads_pixels = tf.compat.v1.get_variable_scope().name.split('/')[-1].startswith('conv1')
-    he = math.sqrt(1.0 / fan_in) / PIXEL_STD if reads_pixels else math.sqrt(2.0 / fan_in)
+    layer = tf.compat.v1.get_variable_scope().name.split('/')[-1]
+    if init == 'he' and layer.startswith('fc8'):
+        return tf.compat.v1.get_variable('weights', shape, tf.float32, tf.compat.v1.zeros_initializer())
+    he = math.sqrt(1.0 / fan_in) / PIXEL_STD if layer.startswith('conv1') else math.sqrt(2.0 / fan_in)
     stddev = INIT_STDDEV if init == 'paper' else he
     initializer = tf.compat.v1.random_normal_initializer(stddev=stddev)
     return tf.compat.v1.get_variable('weights', shape, tf.float32, initializer)
 
 
-def _biases(size, value):
-    init = tf.compat.v1.constant_initializer(value)
+def _biases(size, value, init='paper'):
+    """The paper's constant; 'he' starts every bias at 0 (variance-preserving weights need no
+    positive push, and biases of 1 compound through the max-pools into fc inputs 25 times hotter)."""
+    init = tf.compat.v1.constant_initializer(value if init == 'paper' else 0.0)
     return tf.compat.v1.get_variable('biases', [size], tf.float32, init)
 
 
@@ -169,14 +176,14 @@ def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME', init='pa
         x = _join(inputs)
         w = _weights([kernel, kernel, int(x.shape[-1]), filters], init)
         x = tf.nn.conv2d(x, w, strides=stride, padding=padding)
-        return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias)))
+        return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias, init)))
 
 
 def fc(name, inputs, units, bias, relu=True, init='paper'):
     with tf.compat.v1.variable_scope(name):
         x = _join(inputs)
         w = _weights([int(x.shape[-1]), units], init)
-        x = tf.nn.bias_add(tf.matmul(x, w), _biases(units, bias))
+        x = tf.nn.bias_add(tf.matmul(x, w), _biases(units, bias, init))
         return tf.nn.relu(x) if relu else x
 
 

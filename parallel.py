@@ -70,6 +70,16 @@ def _replica_scope(r):
     return stack
 
 
+def cross_entropy(logits, labels, label_smoothing=0.0):
+    """Mean cross-entropy; with label smoothing e, the target puts 1 - e on the label and e spread
+    evenly over all classes (Szegedy et al. 2016)."""
+    if not label_smoothing:
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    log_probs = tf.nn.log_softmax(logits)
+    picked = tf.gather(log_probs, labels, axis=1, batch_dims=1)
+    return -tf.reduce_mean((1.0 - label_smoothing) * picked + label_smoothing * tf.reduce_mean(log_probs, 1))
+
+
 def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer=None):
     """Loss, accuracy [top-1, top-k] (k = 5, or the class count if fewer), and one momentum update with weight decay from the averaged gradients of
     every replica (Section 5). wrap_optimizer (e.g. a SyncReplicasOptimizer) wraps the optimizer."""
@@ -91,7 +101,7 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             logits = tf.cast(alexnet.inference(x, a.num_classes, training=True, devices=pair, dropout_seed=seed,
                                                dropout_rate=getattr(a, 'dropout', alexnet.DROPOUT_RATE),
                                                init=getattr(a, 'init', 'paper')), tf.float32)
-            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            xent = cross_entropy(logits, y, getattr(a, 'label_smoothing', 0.0))
             variables = variables or tf.compat.v1.trainable_variables()
             grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
                                       colocate_gradients_with_ops=True))
@@ -104,6 +114,8 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
             if scale is not None:
                 g = g / scale
+            if getattr(a, 'init', 'paper') == 'he' and v.op.name.startswith('conv1') and v.op.name.endswith('weights'):
+                g = g * alexnet.HE_CONV1_GRADIENT_SCALE
             if v.op.name.endswith('weights'):  # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
                 g = g + a.weight_decay * v
             averaged.append(g)

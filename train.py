@@ -44,7 +44,7 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 synthetic=False, num_classes=alexnet.NUM_CLASSES, model_path=None,
                 precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
                 keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
-                dropout=alexnet.DROPOUT_RATE)
+                dropout=alexnet.DROPOUT_RATE, warmup_epochs=0, label_smoothing=0.0)
 # --dataset demo (1,000 images of 32x32): the paper's settings would take most of an hour and stay at
 # chance; these learn in minutes on a CPU (see README, Results). Flags given still win.
 DEMO_DEFAULTS = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30, lr=0.0002, init='he',
@@ -73,8 +73,12 @@ def parse_args(argv):
     p.add_argument('--lr', type=float, help=f'learning rate (default {LEARNING_RATE}); on -resume, sets the current rate')
     p.add_argument('--momentum', type=float, help=f'momentum (default {MOMENTUM})')
     p.add_argument('--weight-decay', type=float, help=f'weight decay on the weights (default {WEIGHT_DECAY})')
-    p.add_argument('--lr-schedule', choices=('plateau', 'step'), help='divide by 10 when validation '
-                   'top-1 stalls (default), or at fixed epochs (--lr-steps)')
+    p.add_argument('--lr-schedule', choices=('plateau', 'step', 'onecycle'), help='divide by 10 when validation '
+                   'top-1 stalls (default), at fixed epochs (--lr-steps), or onecycle: a linear warm-up '
+                   '(--warmup-epochs) to --lr, then a linear decay to 0 at the last epoch (a departure, see README)')
+    p.add_argument('--warmup-epochs', type=float, help='onecycle: epochs of linear warm-up (default 0)')
+    p.add_argument('--label-smoothing', type=float, help='share of each target spread over all classes '
+                   '(default 0, the paper\'s plain cross-entropy; a departure, see README)')
     p.add_argument('--lr-steps', help='epochs at which a step schedule divides the rate by 10, e.g. 30,60,80')
     p.add_argument('--patience', type=int, help='plateau: epochs without improvement before a drop (default 2)')
     p.add_argument('--min-improvement', type=float, help='plateau: top-1 gain that counts (default 0.001)')
@@ -143,6 +147,8 @@ def settle_args(args):
         raise DataError(f'--max-steps must be at least 1, got {a.max_steps}')
     if a.lr <= 0 or a.momentum < 0 or a.weight_decay < 0:
         raise DataError('--lr must be positive and --momentum, --weight-decay not negative')
+    if not 0 <= a.label_smoothing < 1:
+        raise DataError(f'--label-smoothing must be in [0, 1), got {a.label_smoothing}')
     if not 0 <= a.dropout < 1:
         raise DataError(f'--dropout must be in [0, 1), got {a.dropout}')
     if a.data_dir and not os.path.isdir(a.data_dir):
@@ -371,6 +377,8 @@ class Trainer:
                        dynamic_ncols=True)
             losses, hits, started, speed = [], [], time.time(), None
             while self.step < last_step and not self.stop.signal:
+                if self.schedule.per_step:
+                    self.sess.run(self.set_rate, {self.new_rate: self.schedule.at_step(self.step, spe)})
                 tic = time.time()
                 out = self.sess.run([self.step_after, self.loss, self.accuracy] +
                                     ([self.epoch_summary] if not losses and self.is_chief else []))

@@ -91,3 +91,14 @@ def test_train_with_replicas_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert train.main(['-scratch', '--overwrite', '--replicas', '3', *common]) == 2
     assert 'does not split evenly over 3 replicas' in capsys.readouterr().err
+
+
+def test_label_smoothing_matches_the_smoothed_one_hot_target():
+    logits = np.random.default_rng(0).normal(0, 3, size=(6, 10)).astype(np.float32)
+    labels = np.array([0, 3, 9, 2, 2, 7])
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        got = sess.run([parallel.cross_entropy(tf.constant(logits), tf.constant(labels), e) for e in (0.0, 0.1)])
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    for e, value in zip((0.0, 0.1), got):
+        target = np.full((6, 10), e / 10) + (1 - e) * np.eye(10)[labels]
+        assert value == pytest.approx(-(target * log_probs).sum(1).mean(), rel=1e-5)

@@ -14,6 +14,7 @@ from PIL import Image
 
 import checkpoints
 import train
+from datasets import DataError
 from schedule import LearningRate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +184,23 @@ def test_schedule_rules():
         s.end_epoch(epoch)
         rates.append(s.rate)
     np.testing.assert_allclose(rates, [0.01, 0.001, 0.001, 0.0001, 0.0001])
+
+
+def test_onecycle_rises_then_falls_to_zero_step_by_step():
+    class A:
+        lr, lr_schedule, lr_steps, patience, min_improvement, max_drops = 0.1, 'onecycle', '', 2, 0.01, 3
+        epochs, warmup_epochs = 5, 1
+    s = LearningRate(A())
+    assert s.per_step
+    rates = [s.at_step(step, 10) for step in range(50)]       # 10 steps an epoch
+    assert rates[0] == pytest.approx(0.01) and rates[9] == pytest.approx(0.1)    # linear warm-up
+    assert max(rates) == pytest.approx(0.1) and rates[-1] == pytest.approx(0.1 / 40)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:10])) and all(a > b for a, b in zip(rates[10:], rates[11:]))
+    s.end_epoch(3, 0.5)                                        # epoch ends change nothing
+    assert s.rate == pytest.approx(rates[-1])
+    A.warmup_epochs = 5
+    with pytest.raises(DataError, match='--warmup-epochs'):
+        LearningRate(A())
 
 
 def test_two_towers_on_two_logical_cpus_train_and_save_features(tmp_path):
