@@ -51,6 +51,8 @@ def save(sess, saver, directory, step, meta, keep=3):
     """Write meta then weights for `step`; keep the newest `keep` checkpoints."""
     os.makedirs(directory, exist_ok=True)
     prefix = os.path.join(directory, f'{PREFIX}-{step}')
+    if _complete(prefix):      # e.g. a stop right at an epoch end: never rewrite the only copy of a step
+        return prefix
     write_json_atomic(prefix + '.json', dict(meta, step=int(step)))
     saver.save(sess, os.path.join(directory, PREFIX), global_step=step, write_meta_graph=False,
                write_state=False)

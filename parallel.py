@@ -70,6 +70,10 @@ def _replica_scope(r):
     return stack
 
 
+LOSS_SCALE_START = 2.0 ** 15       # fp16: the loss is multiplied by this before the gradients...
+LOSS_SCALE_GROWTH_STEPS = 2000     # ...which doubles after this many steps without overflow (halves on one)
+
+
 def cross_entropy(logits, labels, label_smoothing=0.0):
     """Mean cross-entropy; with label smoothing e, the target puts 1 - e on the label and e spread
     evenly over all classes (Szegedy et al. 2016)."""
@@ -90,8 +94,10 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
     parts = zip(tf.split(images, n), tf.split(labels, n)) if n > 1 else [(images, labels)]
     scale = None
     if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
-        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(2.0 ** 15),
+        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(LOSS_SCALE_START),
                                           trainable=False)
+        good_steps = tf.compat.v1.get_variable('loss_scale_good_steps', [], tf.int64, trainable=False,
+                                               initializer=tf.compat.v1.zeros_initializer())
     k = min(5, a.num_classes)
     variables, grads, xents, accuracies = None, [], [], []
     for r, (pair, (x, y)) in enumerate(zip(pairs, parts)):
@@ -119,15 +125,24 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             if v.op.name.endswith('weights'):  # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
                 g = g + a.weight_decay * v
             averaged.append(g)
-    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, a.momentum)
-    if wrap_optimizer is not None:
-        optimizer = wrap_optimizer(optimizer)
-    if scale is not None:        # skip steps whose gradients overflowed, and halve the scale
+    momentum = a.momentum
+    if scale is not None:
+        # A step whose gradients overflowed changes nothing but the step count: zero gradients, rate 0 and
+        # momentum 1 leave the weights and the velocity as they were. Then the scale halves; after
+        # LOSS_SCALE_GROWTH_STEPS good steps in a row it doubles.
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in averaged])
         averaged = [tf.where(finite, g, tf.zeros_like(g)) for g in averaged]
-        with tf.control_dependencies([tf.compat.v1.assign(scale, tf.where(finite, scale, scale / 2))]):
-            train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
-    else:
-        train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
+        learning_rate = tf.where(finite, tf.cast(learning_rate, tf.float32), 0.0)
+        momentum = tf.where(finite, tf.constant(a.momentum, tf.float32), 1.0)
+        grow = tf.logical_and(finite, good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS)
+        new_scale = tf.where(finite, tf.where(grow, scale * 2, scale), scale / 2)
+        new_good = tf.where(tf.logical_and(finite, tf.logical_not(grow)), good_steps + 1, tf.zeros_like(good_steps))
+    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, momentum)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
+    if scale is not None:
+        with tf.control_dependencies([train_op]):
+            train_op = tf.group(tf.compat.v1.assign(scale, new_scale), tf.compat.v1.assign(good_steps, new_good))
     mean = (lambda xs: tf.add_n(xs) / n) if n > 1 else (lambda xs: xs[0])
     return train_op, mean(xents), mean(accuracies)

@@ -54,9 +54,16 @@ FIXED_ON_RESUME = ('dataset', 'init', 'batch_size', 'input_size', 'resize_size',
                    'num_classes', 'val_size')
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad flag value gets one line; only a missing -scratch/-resume gets the usage too."""
+    def error(self, message):
+        if '-scratch' in message:
+            self.print_usage(sys.stderr)
+        self.exit(2, f'error: {message} (see --help)\n')
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(description='Train AlexNet (two towers) with the paper\'s recipe.',
-                                argument_default=None)
+    p = Parser(description='Train AlexNet (two towers) with the paper\'s recipe.', argument_default=None)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument('-scratch', action='store_true', help='start a new run')
     mode.add_argument('-resume', action='store_true', help='continue the run in --train-dir')
@@ -151,8 +158,11 @@ def settle_args(args):
         raise DataError(f'--label-smoothing must be in [0, 1), got {a.label_smoothing}')
     if not 0 <= a.dropout < 1:
         raise DataError(f'--dropout must be in [0, 1), got {a.dropout}')
-    if a.data_dir and not os.path.isdir(a.data_dir):
-        raise DataError(f'--data-dir {a.data_dir} is not a folder')
+    if a.data_dir and not os.path.exists(a.data_dir):
+        raise DataError(f'--data-dir {a.data_dir} does not exist')
+    if a.data_dir and not os.path.isdir(a.data_dir) and a.dataset not in ('cifar10', 'auto'):
+        raise DataError(f'--data-dir {a.data_dir} is a file: only CIFAR-10 takes an archive '
+                        f'(cifar-10-python.tar.gz); give the dataset\'s folder')
     try:
         alexnet.check_input_size(a.input_size)
     except ValueError as e:
@@ -304,7 +314,8 @@ class Trainer:
         shown = tf.cast(tf.clip_by_value(images[:4] + tf.constant(ds.mean, tf.float32), 0, 255), tf.uint8)
         summaries = [tf.compat.v1.summary.image('inputs', shown, max_outputs=4)]
         if a.histograms:
-            summaries += [tf.compat.v1.summary.histogram(v.op.name, v) for v in tf.compat.v1.trainable_variables()]
+            with tf.name_scope('histograms/'):      # tags histograms/conv1_a/weights, not conv1_a/weights_1
+                summaries += [tf.compat.v1.summary.histogram(v.op.name, v) for v in tf.compat.v1.trainable_variables()]
         self.epoch_summary = tf.compat.v1.summary.merge(summaries)
         weights = tf.compat.v1.trainable_variables()
         self.saver = tf.compat.v1.train.Saver(max_to_keep=None)
@@ -434,6 +445,10 @@ class Trainer:
             improved = self.best is None or v['top1'] > self.best['top1']
             if improved:
                 self.best = dict(top1=v['top1'], topk=v['topk'], step=self.step, epoch=epoch)
+        skipped = len(self.ds.train.skipped) if self.ds.train is not None else 0
+        if skipped:
+            line += f' | {skipped} unreadable image{"s" * (skipped > 1)} skipped'
+            values['train/skipped_images'] = skipped
         old_rate = self.schedule.rate
         self.schedule.end_epoch(epoch, values.get('val/top1'))
         if self.schedule.rate != old_rate:

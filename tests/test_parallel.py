@@ -102,3 +102,43 @@ def test_label_smoothing_matches_the_smoothed_one_hot_target():
     for e, value in zip((0.0, 0.1), got):
         target = np.full((6, 10), e / 10) + (1 - e) * np.eye(10)[labels]
         assert value == pytest.approx(-(target * log_probs).sum(1).mean(), rel=1e-5)
+
+
+def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
+    """--precision fp16 (GPUs): the loss scaling is plain graph code, so it is checked here on the CPU."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)
+    labels = rng.integers(0, CLASSES, BATCH)
+    initial, fp32, _ = one_step('/cpu:0', 1, images, labels)     # two fp32 steps
+    a = argparse.Namespace(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
+                           weight_decay=0.0005, momentum=0.9, precision='fp16', batch_size=BATCH, dropout=0.0)
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
+        step = tf.compat.v1.train.get_or_create_global_step()
+        x = tf.compat.v1.placeholder(tf.float32, [BATCH, SIZE, SIZE, 3])
+        y = tf.compat.v1.placeholder(tf.int64, [BATCH])
+        train_op, _, _ = train.build_train_op(a, x, y, step, 0.01)
+        variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+        scale, good = variables.pop('loss_scale'), variables.pop('loss_scale_good_steps')
+        feed = {x: images, y: labels}
+        with tf.compat.v1.Session() as sess:         # the CPU has no fp16 rewrite: the maths stay fp32
+            sess.run(tf.compat.v1.global_variables_initializer(),
+                     {v.initial_value: initial[name] for name, v in variables.items()})
+            before = sess.run(variables)
+            broken = images.copy()
+            broken[0, 0, 0, 0] = np.inf               # non-finite gradients, as on an fp16 overflow:
+            sess.run(train_op, {x: broken, y: labels})   # nothing may change but the step and the scale
+            after = sess.run(variables)
+            assert after.pop('global_step') == before['global_step'] + 1
+            for name, value in after.items():
+                np.testing.assert_array_equal(value, before[name], err_msg=name)
+            assert sess.run(scale) == parallel.LOSS_SCALE_START / 2
+            sess.run([scale.assign(parallel.LOSS_SCALE_START), good.assign(parallel.LOSS_SCALE_GROWTH_STEPS - 2)])
+            sess.run(train_op, feed)                  # good steps: the same maths as fp32
+            assert sess.run([scale, good]) == [parallel.LOSS_SCALE_START, parallel.LOSS_SCALE_GROWTH_STEPS - 1]
+            sess.run(train_op, feed)                  # the growth interval is complete: the scale doubles
+            assert sess.run([scale, good]) == [2 * parallel.LOSS_SCALE_START, 0]
+            scaled = sess.run(variables)
+    for name, value in fp32.items():              # skipped + 2 good steps = 2 fp32 steps
+        if name != 'global_step':
+            np.testing.assert_allclose(scaled[name], value, rtol=1e-4, atol=2e-6, err_msg=name)

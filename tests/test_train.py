@@ -129,7 +129,8 @@ def test_scratch_refuses_to_overwrite_and_resume_needs_a_run(tree, tmp_path, cap
 
 @pytest.mark.parametrize('argv,message', [
     (['--synthetic', '--batch-size', '0'], 'batch-size must be at least 1'),
-    (['--dataset', 'folder', '--data-dir', '/no/such/folder'], 'is not a folder'),
+    (['--dataset', 'folder', '--data-dir', '/no/such/folder'], 'does not exist'),
+    (['--dataset', 'folder', '--data-dir', __file__], 'only CIFAR-10 takes an archive'),
     (['--synthetic', '--input-size', '40'], 'too small'),
     (['--synthetic', '--devices', 'gpu0'], 'bad device string'),
     (['--synthetic', '--lr-schedule', 'step'], 'needs --lr-steps'),
@@ -140,12 +141,14 @@ def test_bad_values_get_one_line_errors(argv, message, tmp_path, capsys):
     assert message in err and err.startswith('error:') and 'Traceback' not in err
 
 
-def test_usage_without_mode_and_unknown_dataset(tmp_path, capsys):
-    for argv in ([], ['-scratch', '--dataset', 'mnist']):
+def test_usage_without_mode_and_one_line_for_an_unknown_dataset(tmp_path, capsys):
+    for argv, usage in (([], True), (['-scratch', '--dataset', 'mnist'], False)):
         with pytest.raises(SystemExit) as exit_info:
             train.main(argv)
         assert exit_info.value.code == 2
-        assert 'usage:' in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert ('usage:' in err) == usage and err.strip().splitlines()[-1].startswith('error:')
+        assert usage or (len(err.strip().splitlines()) == 1 and "invalid choice: 'mnist'" in err)
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
@@ -203,12 +206,33 @@ def test_onecycle_rises_then_falls_to_zero_step_by_step():
         LearningRate(A())
 
 
-def test_two_towers_on_two_logical_cpus_train_and_save_features(tmp_path):
+def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
     run_dir = tmp_path / 'run'
-    assert run_train('-scratch', '--synthetic', '--num-classes', 10, '--train-dir', run_dir,
-                     '--devices', '/cpu:0,/cpu:1', '--max-steps', 3, '--save-features', *SMALL) == 0
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir, '--epochs', 1,
+                     '--devices', '/cpu:0,/cpu:1', '--save-features', '--histograms', *SMALL) == 0
     meta = checkpoints.latest(str(run_dir))[1]
-    assert meta['devices'] == '/cpu:0,/cpu:1' and meta['step'] == 3
+    assert meta['devices'] == '/cpu:0,/cpu:1' and meta['step'] == 8      # 128 images, batch 16
+    features = checkpoints.latest(str(run_dir / 'features'))[0]
+    saved = variables(features)
+    assert {name.split('_')[0] for name in saved} - {'global'} == set(train.alexnet.FEATURE_LAYERS)
+    weights = variables(checkpoints.latest(str(run_dir))[0])
+    np.testing.assert_array_equal(saved['conv5_b/weights'], weights['conv5_b/weights'])
+    tags = {}
+    for path in glob.glob(str(run_dir / 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update({value.tag: value.HasField('histo') for value in event.summary.value})
+    assert tags.get('histograms/conv1_a/weights') and tags.get('histograms/fc8_b/biases')
+
+
+def test_unreadable_images_are_skipped_and_counted(tree, tmp_path, capsys):
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(tree, data)
+    (data / 'train' / 'class0' / '0.png').write_bytes(b'not an image at all')     # every epoch visits all 128
+    with pytest.warns(UserWarning, match='0.png: unreadable image, skipped'):
+        assert run_train('-scratch', '--dataset', 'folder', '--data-dir', data, '--train-dir', tmp_path / 'run',
+                         '--epochs', 1, *SMALL) == 0
+    assert '| 1 unreadable image skipped' in capsys.readouterr().out
 
 
 def test_warm_start_from_another_run(tree, tmp_path, capsys):
@@ -243,18 +267,19 @@ def wait_for(condition, seconds=120):
     return False
 
 
-def test_sigint_saves_and_exits_zero(tmp_path):
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_save_and_exit_zero(tmp_path, stop):
     run_dir = tmp_path / 'run'
     proc = start_training(run_dir)
     try:
         assert wait_for(lambda: glob.glob(str(run_dir / 'events.out.tfevents.*'))), 'training never started'
         time.sleep(3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert 'stopped by SIGINT' in out and 'Traceback' not in out
+    assert f'stopped by {stop.name}' in out and 'Traceback' not in out
     assert checkpoints.latest(str(run_dir))[1]['step'] >= 1
 
 
@@ -271,3 +296,16 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     saved = checkpoints.latest(str(run_dir))[1]['step']
     assert run_train('-resume', '--train-dir', run_dir, '--max-steps', saved + 2) == 0
     assert checkpoints.latest(str(run_dir))[1]['step'] == saved + 2
+
+
+def test_a_second_save_of_the_same_step_leaves_the_first_alone(tmp_path):
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        v = tf.compat.v1.get_variable('v', [3], initializer=tf.compat.v1.zeros_initializer())
+        sess.run(tf.compat.v1.global_variables_initializer())
+        saver = tf.compat.v1.train.Saver()
+        prefix = checkpoints.save(sess, saver, str(tmp_path), 7, {'note': 'first'})
+        stamps = {p: os.stat(p).st_mtime_ns for p in glob.glob(prefix + '.*')}
+        sess.run(v.assign([1.0, 2.0, 3.0]))
+        assert checkpoints.save(sess, saver, str(tmp_path), 7, {'note': 'second'}) == prefix
+    assert {p: os.stat(p).st_mtime_ns for p in glob.glob(prefix + '.*')} == stamps
+    assert checkpoints.read_meta(prefix)['note'] == 'first'
