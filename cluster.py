@@ -141,6 +141,27 @@ def wait_for_parameter_servers(spec, seconds):
                 time.sleep(0.5)
 
 
+def unreachable_parameter_server(spec):
+    """The first parameter server that no longer accepts connections (it died), or None."""
+    for address in spec.job_tasks('ps'):
+        host, port = address.rsplit(':', 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except OSError:
+            return address
+    return None
+
+
+def _end_progress_bars():
+    """Finish the progress bar on screen, so that an error message starts a line of its own."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, '_instances', ())):
+        try:
+            bar.close()
+        except Exception:       # a bar is only cosmetics: never let it hide the error
+            pass
+
+
 class _Greedy:
     """Each new variable goes to the parameter server holding the fewest bytes (fc6 alone is ~70%)."""
 
@@ -264,9 +285,12 @@ class ClusterTrainer(train.Trainer):
             super().save(*args, **kwargs)
 
     def end_epoch(self, losses, hits, seconds):
+        own = f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, {len(losses)} steps of its own'
         if self.is_chief:
+            if not self.sync and self.workers > 1:    # every worker's steps count in the global step: its share
+                print(own, flush=True)
             return super().end_epoch(losses, hits, seconds)
-        print(f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, loss {sum(losses) / len(losses):.4f}')
+        print(f'{own}, loss {sum(losses) / len(losses):.4f}', flush=True)
 
     def close(self):
         self.stopping = True
@@ -311,10 +335,14 @@ def run_worker(a, meta, ds):
         except train.Diverged as e:      # train.py may run as __main__: its own Diverged is another class
             print(f'error: {e}', file=sys.stderr)
             return 1
-        except LOST as e:
-            if not chief and isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
+        except tf.errors.OpError as e:
+            down = unreachable_parameter_server(spec)      # what the error is named depends on where it struck
+            if not down and not isinstance(e, LOST):
+                raise
+            if not chief and not down and isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
                 print(f'worker {a.task_index}: the chief ended the run; stopping')     # it closed the step queue
                 return 0
+            _end_progress_bars()
             print(f'error: {_lost(e, a, spec)}', file=sys.stderr, flush=True)
             sys.stdout.flush()
             os._exit(1)      # closing a gRPC session waits for its lost steps: a dead server would hang it

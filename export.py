@@ -9,6 +9,8 @@ training mean). Its signatures, each with outputs `probabilities` [N, C],
 `top_k_indices` [N, k], `top_k_scores` [N, k] and `top_k_classes` [N, k] (class names):
 
     serving_default  images: uint8 [N, H, W, 3] RGB, any size (one size per batch)
+    float_images     images: float32 [N, H, W, 3] RGB pixel values 0..255, any size (one size
+                     per batch); the same preprocessing and outputs as serving_default
     encoded          image_bytes: string [N], encoded JPEG / PNG / BMP / GIF files
     crops            crops: float32 [N, s, s, 3] RGB 0..255, already centre-cropped
                      (outputs probabilities and top_k_indices only: the TFLite model's)
@@ -51,8 +53,8 @@ def parse_args(argv):
 
 
 def centre_crops(images, meta, decode=False):
-    """float32 [N, s, s, 3] centre crops (0..255, mean not subtracted) of a batch of uint8 images, or of
-    encoded image files (decode=True): classify.py --center's preprocessing."""
+    """float32 [N, s, s, 3] centre crops (0..255, mean not subtracted) of a batch of uint8 or float32
+    images (0..255), or of encoded image files (decode=True): classify.py --center's preprocessing."""
     size = meta['input_size']
 
     def crop(x):
@@ -75,16 +77,18 @@ def outputs(crops, meta, k, names=True):
 
 
 def write_saved_model(prefix, meta, out, k):
-    """The SavedModel, from a TF1 graph with the checkpoint's weights (TF1 builder, three signatures)."""
+    """The SavedModel, from a TF1 graph with the checkpoint's weights (TF1 builder, four signatures)."""
     tf.get_logger().setLevel('ERROR')     # the TF1 builder's deprecation notices are not the user's concern
     signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def
     size = meta['input_size']
     with tf.Graph().as_default():
         images = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3], name='images')
+        float_images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name='float_images')
         image_bytes = tf.compat.v1.placeholder(tf.string, [None], name='image_bytes')
         crops = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name='crops')
         with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=tf.compat.v1.AUTO_REUSE):
-            served = outputs(centre_crops(images, meta), meta, k)      # three graphs on the same weights
+            served = outputs(centre_crops(images, meta), meta, k)      # four graphs on the same weights
+            from_floats = outputs(centre_crops(float_images, meta), meta, k)
             from_bytes = outputs(centre_crops(image_bytes, meta, decode=True), meta, k)
             from_crops = outputs(crops, meta, k, names=False)
         with tf.compat.v1.Session() as sess:
@@ -93,6 +97,7 @@ def write_saved_model(prefix, meta, out, k):
             builder.add_meta_graph_and_variables(
                 sess, [tf.compat.v1.saved_model.tag_constants.SERVING], clear_devices=True,
                 signature_def_map={'serving_default': signature({'images': images}, served),
+                                   'float_images': signature({'images': float_images}, from_floats),
                                    'encoded': signature({'image_bytes': image_bytes}, from_bytes),
                                    'crops': signature({'crops': crops}, from_crops)})
             builder.save()
@@ -170,8 +175,8 @@ def main(argv=None):
             write_saved_model(prefix, meta, out, k)
             if a.out:
                 print(f'SavedModel {a.out} ({size_of(a.out)}) from {prefix}: signatures serving_default '
-                      f'(uint8 images), encoded (image bytes), crops (float32 {meta["input_size"]}x'
-                      f'{meta["input_size"]} centre crops)')
+                      f'(uint8 images), float_images (float32 images 0..255), encoded (image bytes), crops '
+                      f'(float32 {meta["input_size"]}x{meta["input_size"]} centre crops)')
             if a.tflite:
                 labels = write_tflite(out, meta, a.tflite, a.quantize, a.calibration_images)
                 print(f'TFLite {a.tflite} ({size_of(a.tflite)}{", int8" if a.quantize else ""}): input float32 '

@@ -47,8 +47,8 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 dropout=alexnet.DROPOUT_RATE, warmup_epochs=0, label_smoothing=0.0)
 # --dataset demo (1,000 images of 32x32): the paper's settings would take most of an hour and stay at
 # chance; these learn in minutes on a CPU (see README, Results). Flags given still win.
-DEMO_DEFAULTS = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30, lr=0.0002, init='he',
-                     lr_schedule='step', lr_steps='25')
+DEMO_DEFAULTS = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30, lr=0.01, init='he',
+                     lr_schedule='onecycle', warmup_epochs=3)
 # Fixed by the first run: changing them would change the data order or the graph.
 FIXED_ON_RESUME = ('dataset', 'init', 'batch_size', 'input_size', 'resize_size', 'seed', 'synthetic',
                    'num_classes', 'val_size')

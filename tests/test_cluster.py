@@ -3,6 +3,7 @@
 Every wait is bounded, so a hung cluster fails the test instead of hanging CI.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import train
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 150            # seconds: the longest any single wait in these tests may take
+STOP = 60             # seconds: how soon a worker must stop once its parameter server is gone
 
 
 def free_ports(n):
@@ -57,17 +59,23 @@ def variables(prefix):
 
 
 class Task:
-    """A train.py process whose output goes to a file (no pipe to fill up)."""
+    """A train.py process whose stdout and stderr go to files (no pipe to fill up)."""
 
     def __init__(self, log, argv):
-        self.log = log
+        self.log, self.err = Path(log), Path(f'{log}.err')
         env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
-        with open(log, 'w') as out:
+        with open(self.log, 'w') as out, open(self.err, 'w') as err:
             self.proc = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *map(str, argv)], cwd=REPO,
-                                         env=env, stdout=out, stderr=subprocess.STDOUT)
+                                         env=env, stdout=out, stderr=err)
 
     def output(self):
-        return Path(self.log).read_text()
+        """stdout, then stderr."""
+        return self.log.read_text() + self.err.read_text()
+
+    def error_lines(self):
+        """The lines of stderr that start with error:, as a terminal shows them (after a progress bar's \\r)."""
+        return [line.rsplit('\r', 1)[-1] for line in self.err.read_text().split('\n')
+                if line.rsplit('\r', 1)[-1].startswith('error:')]
 
     def wait_for(self, text, seconds=WAIT):
         deadline = time.time() + seconds
@@ -95,6 +103,27 @@ class Task:
 def saved_step(run_dir):
     found = checkpoints.latest(str(run_dir))
     return found[1]['step'] if found else 0
+
+
+def wait_for_checkpoint(run_dir, step, task):
+    deadline = time.time() + WAIT
+    while saved_step(run_dir) < step and time.time() < deadline:
+        assert task.proc.poll() is None, task.output()
+        time.sleep(0.2)
+    assert saved_step(run_dir) >= step, task.output()
+
+
+def small_cluster(tmp_path, *flags):
+    """A parameter server and two workers on generated images, batch 2: the ps address, run folder, starters."""
+    data, run_dir = make_data(tmp_path / 'data'), tmp_path / 'cluster'
+    ps, w0, w1 = free_ports(3)
+    common = ['--dataset', 'folder', '--data-dir', data, '--input-size', 67, '--batch-size', 2, '--no-validate',
+              '--dropout', 0, '--lr', 0.002, '--save-minutes', 60, '--train-dir', run_dir, '--wait-seconds', WAIT,
+              '--ps-hosts', f'127.0.0.1:{ps}', '--worker-hosts', f'127.0.0.1:{w0},127.0.0.1:{w1}', *flags]
+    worker = lambda i, *argv: Task(tmp_path / f'worker{i}.log', [*argv, *common, '--job-name', 'worker',
+                                                                 '--task-index', i])
+    server = lambda: Task(tmp_path / 'ps.log', ['--job-name', 'ps', *common])
+    return f'127.0.0.1:{ps}', run_dir, worker, server
 
 
 def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter_server(tmp_path):
@@ -144,6 +173,52 @@ def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter
     assert a.keys() == b.keys() and len(a) > 60        # weights, momentum, step, learning rate
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-3, atol=1e-6, err_msg=name)
+
+
+def test_a_dead_parameter_server_stops_every_synchronous_worker_with_a_one_line_error(tmp_path):
+    ps, run_dir, worker, server = small_cluster(tmp_path)
+    tasks = []
+    try:
+        tasks += [server(), worker(0, '-scratch', '--save-steps', 1), worker(1, '-scratch')]
+        tasks[2].wait_for('worker 1 of 2 (synchronous) at step 0')
+        wait_for_checkpoint(run_dir, 1, tasks[1])       # a synchronous step: both workers are training
+        tasks[0].proc.send_signal(signal.SIGKILL)
+        killed = time.time()
+        for t in tasks[1:]:                             # the chief and the other worker alike
+            assert t.finish(STOP) == 1, t.output()
+        assert time.time() - killed < STOP
+        for t in tasks[1:]:
+            out, errors = t.output(), t.error_lines()
+            assert len(errors) == 1, out
+            assert f'lost the parameter server ({ps})' in errors[0] and 'with -resume' in errors[0], out
+            assert 'Traceback' not in out and 'the chief ended the run' not in out, out
+    finally:
+        for t in tasks:
+            t.kill()
+
+
+def test_async_workers_each_add_their_steps_to_the_global_step(tmp_path):
+    ps, run_dir, worker, server = small_cluster(tmp_path, '--async', '--epochs', 1)
+    tasks = []
+    try:
+        tasks += [server(), worker(0, '-scratch'), worker(1, '-scratch')]
+        for t in tasks[1:]:
+            assert t.finish() == 0, t.output()
+        out = tasks[1].output() + tasks[2].output()
+        assert 'worker 0 of 2 (chief, asynchronous) at step 0' in out, out
+        assert 'worker 1 of 2 (asynchronous) at step' in out, out
+        assert 'Traceback' not in out and not tasks[1].error_lines() and not tasks[2].error_lines(), out
+    finally:
+        for t in tasks:
+            t.kill()
+    own = {int(w): int(n) for w, n in re.findall(r'worker (\d): epoch 1 done, (\d+) steps of its own', out)}
+    assert own.keys() == {0, 1} and min(own.values()) >= 1, out
+    prefix, meta = checkpoints.latest(str(run_dir))
+    step, epoch = int(variables(prefix)['global_step']), meta['steps_per_epoch']
+    assert epoch >= 2                             # global steps in an epoch: both workers' shards
+    # Every step of either worker added one to the global step; at the chief's save, at most the other
+    # worker's last step was still on its way (and neither started a step once the epoch was done).
+    assert epoch <= meta['step'] <= step <= own[0] + own[1] <= min(step, epoch) + 1, (own, meta['step'], step)
 
 
 def test_flag_errors_and_ports_in_use(capsys):

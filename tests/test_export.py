@@ -58,7 +58,7 @@ def test_saved_model_signatures_agree_with_classify(exported, capsys):
     png = sorted(exported['tree'].glob('test/class3/*.png'))[0]
     expected = classify_center(exported['dir'], capsys, str(JPEG), str(png))
     model = tf.saved_model.load(str(exported['root'] / 'saved'))
-    assert set(model.signatures) == {'serving_default', 'encoded', 'crops'}
+    assert set(model.signatures) == {'serving_default', 'float_images', 'encoded', 'crops'}
 
     for path, want in zip((JPEG, png), expected):
         out = model.signatures['serving_default'](images=tf.constant(decoded(path)[None]))
@@ -78,6 +78,39 @@ def test_saved_model_signatures_agree_with_classify(exported, capsys):
     np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(expected), atol=1e-5)
     labels = (exported['root'] / 'saved' / 'assets' / 'class_names.txt').read_text().splitlines()
     assert labels == exported['meta']['class_names']
+
+
+def test_float_signature_agrees_with_uint8_and_classify(exported, capsys):
+    """float_images: the same image as float32 pixels 0..255 (any size) gets serving_default's
+    preprocessing and outputs."""
+    png = sorted(exported['tree'].glob('test/class3/*.png'))[0]
+    expected = classify_center(exported['dir'], capsys, str(JPEG), str(png))
+    model = tf.saved_model.load(str(exported['root'] / 'saved'))
+    for path, want in zip((JPEG, png), expected):       # a JPEG (downscaled), a PNG (already the resize size)
+        image = decoded(path)[None]
+        uint8 = model.signatures['serving_default'](images=tf.constant(image))
+        out = model.signatures['float_images'](images=tf.constant(image.astype(np.float32)))
+        assert set(out) == set(uint8) == {'probabilities', 'top_k_indices', 'top_k_scores', 'top_k_classes'}
+        assert out['probabilities'].dtype == tf.float32 and out['probabilities'].shape == (1, CLASSES)
+        np.testing.assert_allclose(out['probabilities'].numpy(), uint8['probabilities'].numpy(), atol=1e-5)
+        np.testing.assert_allclose(out['probabilities'].numpy()[0], want, atol=1e-5)
+        assert out['top_k_indices'].numpy()[0, 0] == want.argmax()
+        assert list(out['top_k_indices'].numpy()[0]) == list(np.argsort(-want)[:5])
+        np.testing.assert_allclose(out['top_k_scores'].numpy()[0], np.sort(want)[::-1][:5], atol=1e-5)
+        assert list(out['top_k_classes'].numpy()[0]) == list(uint8['top_k_classes'].numpy()[0])
+
+    # an image smaller than the square (45x38, upscaled): the same as the uint8 signature
+    small = np.ascontiguousarray(decoded(png)[None, ::2, ::2])
+    probs = lambda name, x: model.signatures[name](images=tf.constant(x))['probabilities'].numpy()
+    np.testing.assert_allclose(probs('float_images', small.astype(np.float32)), probs('serving_default', small),
+                               atol=1e-5)
+
+    # a batch of two images of one size: each image as it is alone
+    pngs = sorted(exported['tree'].glob('test/class*/0.png'))[:2]
+    batch = np.stack([decoded(p) for p in pngs]).astype(np.float32)
+    out = model.signatures['float_images'](images=tf.constant(batch))
+    np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(classify_center(
+        exported['dir'], capsys, *map(str, pngs))), atol=1e-5)
 
 
 def test_tflite_models_agree_with_classify(exported, capsys):

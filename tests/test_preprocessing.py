@@ -126,6 +126,18 @@ def test_jpeg_fast_path_matches_resize_then_crop():
                                pp.train_image(pp.decode_image(small), 28, MEAN, 32, seed=[4, 4]), atol=1e-3)
 
 
+@pytest.mark.parametrize('mode', ['CMYK', 'L'])
+def test_jpeg_fast_path_decodes_large_cmyk_and_grayscale_to_rgb(mode):
+    """ImageNet's CMYK and grayscale JPEGs are large enough to take the crop-window path too."""
+    contents = tf.constant(encode(smooth_image(300, 400, seed=3), 'JPEG', mode, quality=95))
+    fast = pp.train_image_from_file(contents, 227, MEAN, seed=[5, 6]).numpy()
+    reference = pp.train_image(pp.decode_image(contents), 227, MEAN, seed=[5, 6]).numpy()
+    assert fast.shape == (227, 227, 3)
+    assert np.abs(fast[2:-2, 2:-2] - reference[2:-2, 2:-2]).mean() < 1.0
+    if mode == 'L':         # grey stays grey: the channels differ only by the colour noise and mean, constants
+        assert (fast - fast.mean((0, 1))).std(-1).mean() < 0.5
+
+
 # ---------------------------------------------------------------- test crops
 
 def test_square_image_is_the_central_square_of_the_resized_image():
