@@ -114,16 +114,16 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             xents.append(xent)
             accuracies.append(tf.stack([tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=y, predictions=logits, k=j),
                                                                tf.float32)) for j in (1, k)]))
-    averaged = []
+    averaged, he_init = [], getattr(a, 'init', 'paper') == 'he'
     for v, gs in zip(variables, zip(*grads)):
         with tf.device(v.device):             # sum where the variable lives, then one update
             g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
             if scale is not None:
                 g = g / scale
-            if getattr(a, 'init', 'paper') == 'he' and v.op.name.startswith('conv1') and v.op.name.endswith('weights'):
-                g = g * alexnet.HE_CONV1_GRADIENT_SCALE
-            if v.op.name.endswith('weights'):  # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
-                g = g + a.weight_decay * v
+            if v.op.name.endswith('weights'):
+                if he_init and v.op.name.startswith('conv1'):
+                    g = g * alexnet.HE_CONV1_GRADIENT_SCALE
+                g = g + a.weight_decay * v    # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
             averaged.append(g)
     momentum = a.momentum
     if scale is not None:
