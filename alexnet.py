@@ -41,6 +41,8 @@ LRN_BIAS = 2.0            # k = 2
 LRN_ALPHA = 1e-4          # alpha = 10^-4, not divided by n (paper's formula, unlike Caffe)
 LRN_BETA = 0.75           # beta = 0.75
 
+DATA_FORMATS = ('NHWC', 'NCHW')   # channels last (CPUs) or first (cuDNN's native layout on GPUs)
+
 POOL_SIZE, POOL_STRIDE = 3, 2   # overlapping pooling, z = 3, s = 2 (Section 3.4)
 DROPOUT_RATE = 0.5        # fc6 and fc7 outputs dropped with probability 0.5 (Section 4.2)
 INIT_STDDEV = 0.01        # weights from N(0, 0.01) (Section 5)
@@ -120,6 +122,17 @@ def parse_devices(devices):
     return devices
 
 
+def default_data_format(devices):
+    """NCHW when a tower is on a GPU (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest here)."""
+    return 'NCHW' if any('GPU' in d.upper() for d in devices) else 'NHWC'
+
+
+def check_data_format(data_format):
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f'unknown data format {data_format!r}: use {" or ".join(DATA_FORMATS)}')
+    return data_format
+
+
 def session_config(precision='fp32', devices=None):
     """Session config: soft placement (a GPU checkpoint loads on a CPU), precision, and
     as many logical CPU devices as the towers name (/cpu:0,/cpu:1 gives two)."""
@@ -166,17 +179,22 @@ def _biases(size, value, init='paper'):
     return tf.compat.v1.get_variable('biases', [size], tf.float32, init)
 
 
-def _join(inputs):
+def _channel_axis(data_format):
+    return 1 if data_format == 'NCHW' else -1
+
+
+def _join(inputs, data_format='NHWC'):
     """A list of inputs is the paper's cross-GPU link: read both towers' activations."""
-    return tf.concat(inputs, axis=-1) if isinstance(inputs, list) else inputs
+    return tf.concat(inputs, axis=_channel_axis(data_format)) if isinstance(inputs, list) else inputs
 
 
-def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME', init='paper'):
+def conv(name, inputs, kernel, filters, bias, stride=1, padding='SAME', init='paper', data_format='NHWC'):
+    """Kernels are [kernel, kernel, in, out] in both data formats: checkpoints do not depend on it."""
     with tf.compat.v1.variable_scope(name):
-        x = _join(inputs)
-        w = _weights([kernel, kernel, int(x.shape[-1]), filters], init)
-        x = tf.nn.conv2d(x, w, strides=stride, padding=padding)
-        return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias, init)))
+        x = _join(inputs, data_format)
+        w = _weights([kernel, kernel, int(x.shape[_channel_axis(data_format)]), filters], init)
+        x = tf.nn.conv2d(x, w, strides=stride, padding=padding, data_format=data_format)
+        return tf.nn.relu(tf.nn.bias_add(x, _biases(filters, bias, init), data_format=data_format))
 
 
 def fc(name, inputs, units, bias, relu=True, init='paper'):
@@ -187,7 +205,7 @@ def fc(name, inputs, units, bias, relu=True, init='paper'):
         return tf.nn.relu(x) if relu else x
 
 
-def lrn(name, inputs, portable=False):
+def lrn(name, inputs, portable=False, data_format='NHWC'):
     """Local response normalisation, the paper's formula (Section 3.3):
     b = a / (k + alpha * sum of a^2 over the n adjacent maps)^beta.
 
@@ -198,11 +216,16 @@ def lrn(name, inputs, portable=False):
     da = g s^-beta - 2 alpha beta a * W(g b / s). Same values as the op (tests check it).
     On a GPU the op stays: cuDNN's LRN is fast, and fp16 squares would overflow above 256;
     portable=True keeps it too, for exported models (TFLite has it built in and quantises it well).
+    In NCHW the window sum is the [C, C] matrix times each image's [C, H*W] maps; TensorFlow's
+    op reads NHWC only, so on a GPU in NCHW it runs between two transposes.
     """
     if portable or 'GPU' in inputs.device.upper():
-        return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-                                                  alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
-    channels = int(inputs.shape[-1])
+        if data_format == 'NCHW':
+            inputs = tf.transpose(inputs, [0, 2, 3, 1])
+        b = tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                               alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+        return tf.transpose(b, [0, 3, 1, 2]) if data_format == 'NCHW' else b
+    channels = int(inputs.shape[_channel_axis(data_format)])
     with tf.name_scope(name):
         index = np.arange(channels)
         window = np.abs(index[:, None] - index[None, :]) <= LRN_DEPTH_RADIUS
@@ -210,26 +233,36 @@ def lrn(name, inputs, portable=False):
         band_grad = tf.constant(2 * LRN_BETA * LRN_ALPHA * window, tf.float32, name='window_grad')
         bias = tf.constant(LRN_BIAS, tf.float32, [channels], name='bias')
 
+        def window_sum(x, matrix, plus=None):   # the matrices are symmetric: x W and W x are the same sum
+            if data_format == 'NCHW':
+                y = tf.matmul(matrix, tf.reshape(x, [tf.shape(x)[0], channels, -1]))
+            else:
+                y = tf.matmul(tf.reshape(x, [-1, channels]), matrix)
+            if plus is not None:        # before the reshape: oneDNN fuses it into the matmul
+                y = tf.nn.bias_add(y, plus, data_format=data_format)
+            return tf.reshape(y, tf.shape(x))
+
         @tf.custom_gradient
         def normalise(a):
-            squares = tf.reshape(tf.square(a), [-1, channels])
-            s = tf.reshape(tf.nn.bias_add(tf.matmul(squares, band), bias), tf.shape(a))
+            s = window_sum(tf.square(a), band, plus=bias)
             r = tf.math.rsqrt(s)
             p = r * tf.sqrt(r) if LRN_BETA == 0.75 else tf.pow(s, -LRN_BETA)   # s^-0.75, fast
             b = a * p
 
             def grad(g):
-                t = tf.reshape(tf.matmul(tf.reshape(g * b / s, [-1, channels]), band_grad), tf.shape(a))
-                return g * p - a * t
+                return g * p - a * window_sum(g * b / s, band_grad)
             return b, grad
         return tf.identity(normalise(inputs), name='output')
 
 
-def max_pool(name, inputs):
-    return tf.nn.max_pool2d(inputs, POOL_SIZE, POOL_STRIDE, padding='VALID', name=name)
+def max_pool(name, inputs, data_format='NHWC'):
+    return tf.nn.max_pool2d(inputs, POOL_SIZE, POOL_STRIDE, padding='VALID', data_format=data_format, name=name)
 
 
-def flatten(name, inputs):
+def flatten(name, inputs, data_format='NHWC'):
+    """Rows in (height, width, channel) order in both formats: fc6's weights do not depend on it."""
+    if data_format == 'NCHW':
+        inputs = tf.transpose(inputs, [0, 2, 3, 1])
     return tf.reshape(inputs, [-1, int(inputs.shape[1]) * int(inputs.shape[2]) * int(inputs.shape[3])],
                       name=name)
 
@@ -257,7 +290,7 @@ def dropout(name, inputs, training, seed=None, rate=DROPOUT_RATE):
 
 # --- the network (Figure 2) --------------------------------------------------
 def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None,
-              dropout_rate=DROPOUT_RATE, init='paper', portable=False):
+              dropout_rate=DROPOUT_RATE, init='paper', portable=False, data_format=None):
     """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
 
     `training` (a Python bool or a bool tensor) switches dropout on (dropout_rate 0: off). Variables are
@@ -265,29 +298,36 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     scope builds another graph (e.g. for evaluation) on the same weights.
     `init` draws the weights: 'paper' (N(0, 0.01)) or 'he' (N(0, 2/fan_in)). portable=True builds
     TensorFlow's LRN op rather than the faster equivalent (see lrn): for SavedModel/TFLite export.
+    `data_format` lays the activations out inside: 'NHWC' or 'NCHW' (the images stay NHWC; default:
+    default_data_format). It changes neither the variables nor the results (up to float rounding).
     """
     size = int(images.shape[1])
     check_input_size(size)
     if int(images.shape[2]) != size:
         raise ValueError(f'AlexNet needs square inputs, got {images.shape[1]}x{images.shape[2]}')
     devices = parse_devices(devices)
+    fmt = check_data_format(data_format or default_data_format(devices))
     classes = split_classes(num_classes)
     pool2, pool5, fc6, fc7, fc8 = {}, {}, {}, {}, {}
+    if fmt == 'NCHW':
+        with tf.device(devices[0]):
+            images = tf.transpose(images, [0, 3, 1, 2], name='to_nchw')
 
     for t, device in zip(TOWERS, devices):      # each tower sees the whole image
         with tf.device(device):
             x = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
-                     stride=CONV1_STRIDE, padding='VALID', init=init)
-            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable))
-            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init)
-            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable))
+                     stride=CONV1_STRIDE, padding='VALID', init=init, data_format=fmt)
+            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable, fmt), fmt)
+            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init, data_format=fmt)
+            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable, fmt), fmt)
 
     for t, device in zip(TOWERS, devices):      # conv3 reads both towers
         with tf.device(device):
-            x = conv(f'conv3_{t}', [pool2['a'], pool2['b']], CONV345_KERNEL, CONV3_FILTERS, BIAS_ZERO, init=init)
-            x = conv(f'conv4_{t}', x, CONV345_KERNEL, CONV4_FILTERS, BIAS_ONE, init=init)
-            x = conv(f'conv5_{t}', x, CONV345_KERNEL, CONV5_FILTERS, BIAS_ONE, init=init)
-            pool5[t] = flatten(f'flatten5_{t}', max_pool(f'pool5_{t}', x))
+            x = conv(f'conv3_{t}', [pool2['a'], pool2['b']], CONV345_KERNEL, CONV3_FILTERS, BIAS_ZERO,
+                     init=init, data_format=fmt)
+            x = conv(f'conv4_{t}', x, CONV345_KERNEL, CONV4_FILTERS, BIAS_ONE, init=init, data_format=fmt)
+            x = conv(f'conv5_{t}', x, CONV345_KERNEL, CONV5_FILTERS, BIAS_ONE, init=init, data_format=fmt)
+            pool5[t] = flatten(f'flatten5_{t}', max_pool(f'pool5_{t}', x, fmt), fmt)
 
     for t, device in zip(TOWERS, devices):      # fc6 reads both towers
         with tf.device(device):

@@ -1,6 +1,6 @@
 """How fast AlexNet trains and classifies here: images per second on synthetic data.
 
-    python bench.py [--precision bf16] [--batch-size 128] [--data-dir ../shared/data/imagenet/val]
+    python bench.py [--precision bf16] [--batch-size 128] [--data-format NHWC] [--data-dir ../shared/data/imagenet/val]
 
 Times the training step (forward, backward, momentum update with weight decay, built
 by train.build_train_op: the recipe train.py runs), inference on random images
@@ -83,7 +83,8 @@ def inference_session(a):
     graph = tf.Graph()
     with graph.as_default():
         images, _ = _synthetic(a)
-        logits = alexnet.inference(images, a.num_classes, training=False, devices=a.devices)
+        logits = alexnet.inference(images, a.num_classes, training=False, devices=a.devices,
+                                   data_format=a.data_format)
         fetch = tf.reduce_sum(logits)         # one number back: no copy of the logits in the timing
         init = tf.compat.v1.global_variables_initializer()
     sess = _session(graph, a)
@@ -131,6 +132,8 @@ def parse_args(argv):
     p.add_argument('-i', '--input-size', type=int, default=alexnet.INPUT_SIZE,
                    help=f'square input size (default {alexnet.INPUT_SIZE})')
     p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    p.add_argument('--data-format', choices=alexnet.DATA_FORMATS,
+                   help='activation layout: NHWC or NCHW (default: NCHW on GPUs, NHWC on CPUs)')
     p.add_argument('--data-dir', default=str(Path(__file__).resolve().parent.parent / 'shared' / 'data' /
                                              'imagenet' / 'val'),
                    help='JPEGs for the input pipeline figure (default ../shared/data/imagenet/val)')
@@ -156,7 +159,8 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     a = argparse.Namespace(**{**train.DEFAULTS, 'batch_size': args.batch_size, 'num_classes': alexnet.NUM_CLASSES,
-                              'input_size': args.input_size, 'devices': devices, 'precision': args.precision})
+                              'input_size': args.input_size, 'devices': devices, 'precision': args.precision,
+                              'data_format': args.data_format or alexnet.default_data_format(devices.split(','))})
     if args.precision == 'fp16' and 'GPU' not in devices.upper():
         log('note: the fp16 rewrite applies on GPUs only: on the CPU these are fp32 figures (loss scaling aside)')
     macs = alexnet.count(args.input_size)[1]
@@ -165,7 +169,7 @@ def main(argv=None):
           f'(1, 5, 15 min; other work on the machine slows the figures)')
 
     log(f'building: training step and inference ({args.precision}, batch {b}, {args.input_size}x'
-        f'{args.input_size}, devices {devices}), {args.matmul_size}^3 matrix product ...')
+        f'{args.input_size}, {a.data_format}, devices {devices}), {args.matmul_size}^3 matrix product ...')
     try:
         runs = [training_session(a), inference_session(a), matmul_session(a, args.matmul_size)]
     except DataError as e:
@@ -180,9 +184,11 @@ def main(argv=None):
     peak = 2 * n ** 3 / t_matmul / 1e9
     train_gflops = train_rate * 3 * 2 * macs / 1e9
     infer_gflops = infer_rate * 2 * macs / 1e9
-    print(f'training   {train_rate:9.1f} img/s       ({t_train * 1000:.0f} ms a step, median of {args.steps})')
+    print(f'training   {train_rate:9.1f} img/s       ({t_train * 1000:.0f} ms a step, median of {args.steps}, '
+          f'{a.data_format})')
     print(f'training   {train_gflops:9.1f} GFLOP/s     ({train_gflops / peak:.0%} of the matrix product)')
-    print(f'inference  {infer_rate:9.1f} img/s       ({t_infer * 1000:.0f} ms a batch, median of {args.steps})')
+    print(f'inference  {infer_rate:9.1f} img/s       ({t_infer * 1000:.0f} ms a batch, median of {args.steps}, '
+          f'{a.data_format})')
     print(f'inference  {infer_gflops:9.1f} GFLOP/s     ({infer_gflops / peak:.0%} of the matrix product)')
     print(f'matmul     {peak:9.1f} GFLOP/s     ({n}x{n}x{n}, {args.precision}: '
           f'this machine\'s practical limit)')

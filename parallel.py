@@ -70,8 +70,42 @@ def _replica_scope(r):
     return stack
 
 
+PREFETCH_BATCHES = 2               # batches held on the device ahead of the step that uses them
+
+
+def input_device(devices):
+    """Where the training batches go ahead of time: the device of the model when there is one
+    replica (its tower a: a GPU, or a CPU), else the host (each replica takes its part from there)."""
+    pairs = replica_pairs(devices)
+    return pairs[0][0] if len(pairs) == 1 else '/cpu:0'
+
+
+def batches_on(data, device, initializable=False):
+    """(next batch, iterator initializer or None) of a tf.data pipeline built on the CPU. Batches for
+    another device are copied there by tf.data (prefetch_to_device) while the current step runs;
+    the CPU's own device needs no copy."""
+    spec = tf.DeviceSpec.from_string(device)
+    if (spec.device_type or 'CPU').upper() == 'CPU' and not spec.device_index:
+        device = '/cpu:0'
+    else:
+        data = data.apply(tf.data.experimental.prefetch_to_device(device, PREFETCH_BATCHES))
+    with tf.device(device):
+        if initializable:
+            iterator = tf.compat.v1.data.make_initializable_iterator(data)
+            return iterator.get_next(), iterator.initializer
+        return tf.compat.v1.data.make_one_shot_iterator(data).get_next(), None
+
+
 LOSS_SCALE_START = 2.0 ** 15       # fp16: the loss is multiplied by this before the gradients...
 LOSS_SCALE_GROWTH_STEPS = 2000     # ...which doubles after this many steps without overflow (halves on one)
+
+
+def _in_fp32(gradient):
+    """The gradient, behind an op that oneDNN's bf16 rewrite does not pull into bf16, so that the weight
+    decay and the update after it stay in fp32. Otherwise the rewrite sees a gradient from a bf16 op
+    and does `g + wd * w` in bf16, with casts there and back: a coarser sum, two more passes over the
+    61M weights, and a bf16 step 3-5% slower (bench.py)."""
+    return tf.raw_ops.EnsureShape(input=gradient, shape=gradient.shape)
 
 
 def cross_entropy(logits, labels, label_smoothing=0.0):
@@ -106,7 +140,8 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             seed = tf.stack([tf.constant(a.seed + 65536 * r, tf.int64), global_step])
             logits = tf.cast(alexnet.inference(x, a.num_classes, training=True, devices=pair, dropout_seed=seed,
                                                dropout_rate=getattr(a, 'dropout', alexnet.DROPOUT_RATE),
-                                               init=getattr(a, 'init', 'paper')), tf.float32)
+                                               init=getattr(a, 'init', 'paper'),
+                                               data_format=getattr(a, 'data_format', None)), tf.float32)
             xent = cross_entropy(logits, y, getattr(a, 'label_smoothing', 0.0))
             variables = variables or tf.compat.v1.trainable_variables()
             grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
@@ -120,6 +155,8 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
             g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
             if scale is not None:
                 g = g / scale
+            if a.precision == 'bf16':
+                g = _in_fp32(g)
             if v.op.name.endswith('weights'):
                 if he_init and v.op.name.startswith('conv1'):
                     g = g * alexnet.HE_CONV1_GRADIENT_SCALE

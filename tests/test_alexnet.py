@@ -17,14 +17,14 @@ def two_cpu_session(graph):
 
 
 def build(input_size=alexnet.MIN_INPUT_SIZE, num_classes=10, training=False, batch=2,
-          devices=TWO_CPUS, seed=None, init='paper', portable=False):
+          devices=TWO_CPUS, seed=None, init='paper', portable=False, data_format=None):
     graph = tf.Graph()
     with graph.as_default():
         if seed is not None:
             tf.compat.v1.set_random_seed(seed)
         images = tf.compat.v1.placeholder(tf.float32, [batch, input_size, input_size, 3])
         logits = alexnet.inference(images, num_classes, training=training, devices=devices, init=init,
-                                   portable=portable)
+                                   portable=portable, data_format=data_format)
     return graph, images, logits
 
 
@@ -130,9 +130,9 @@ def test_every_tower_op_runs_on_its_own_device():
         assert placed[f'{layer}_b/Relu'].endswith('CPU:1'), layer
 
 
-@pytest.mark.parametrize('training', [False, True])
-def test_towers_exchange_activations_only_at_conv3_and_the_fc_layers(training):
-    graph, _, _ = build(training=training)
+@pytest.mark.parametrize('training,data_format', [(False, 'NHWC'), (True, 'NHWC'), (True, 'NCHW')])
+def test_towers_exchange_activations_only_at_conv3_and_the_fc_layers(training, data_format):
+    graph, _, _ = build(training=training, data_format=data_format)
     crossings = set()
     for op in graph.get_operations():
         mine = tag(op.name)
@@ -187,6 +187,9 @@ def test_normalisation_is_the_papers_formula():
     want = paper_lrn(a.astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=1e-4)
     assert np.abs(want - a / 2 ** 0.75).max() > 1e-2     # the sum really changes the result
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:   # channels first: the same numbers
+        got = sess.run(alexnet.lrn('lrn', tf.constant(a.transpose(0, 3, 1, 2)), data_format='NCHW'))
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, rtol=1e-4)
 
 
 def test_initialisation_statistics():
@@ -286,12 +289,28 @@ def test_fast_normalisation_matches_tensorflows_op_with_gradients():
         assert sum(op.type == 'LRN' for op in graph.get_operations()) == want, (devices, portable)
 
 
-def test_network_matches_the_straightforward_graph():
-    """Logits and every gradient equal those of the graph built with TensorFlow's LRN op (portable)."""
-    x = np.random.default_rng(6).normal(0, 60, size=(2, 67, 67, 3)).astype(np.float32)
-    results, weights = [], None
-    for portable in (True, False):
-        graph, images, logits = build(seed=7, portable=portable)
+def test_data_format_follows_the_devices_and_is_checked():
+    assert alexnet.default_data_format(TWO_CPUS) == 'NHWC'
+    assert alexnet.default_data_format(('/gpu:0', '/gpu:0')) == 'NCHW'
+    assert alexnet.default_data_format(('/cpu:0', '/gpu:1')) == 'NCHW'
+    with pytest.raises(ValueError, match='NHWC or NCHW'):
+        build(data_format='NWHC')
+    with tf.Graph().as_default() as graph:
+        alexnet.inference(tf.zeros([1, 67, 67, 3]), 10, devices=('/gpu:0', '/gpu:1'))
+    assert graph.get_operation_by_name('conv2_b/Conv2D').get_attr('data_format') == b'NCHW'
+    graph, _, _ = build()
+    assert graph.get_operation_by_name('conv2_b/Conv2D').get_attr('data_format') == b'NHWC'
+
+
+@pytest.mark.parametrize('variant', [dict(portable=True), dict(portable=False), dict(data_format='NCHW'),
+                                     dict(data_format='NCHW', portable=True)])
+def test_network_matches_the_straightforward_graph(variant):
+    """Logits and every gradient equal those of the graph built with TensorFlow's LRN op (portable)
+    in NHWC: the fast LRN, the NCHW layout (either LRN) and the checkpoint's variables all agree."""
+    x = np.random.default_rng(6).normal(0, 60, size=(2, 99, 99, 3)).astype(np.float32)   # pool5 2x2
+    results, weights, shapes = [], None, []
+    for options in (dict(portable=True), variant):
+        graph, images, logits = build(99, seed=7, **options)
         with graph.as_default():
             variables = tf.compat.v1.trainable_variables()
             loss = tf.reduce_sum(logits * np.arange(1, 11, dtype=np.float32))
@@ -303,6 +322,8 @@ def test_network_matches_the_straightforward_graph():
             for v, value in zip(variables, weights):
                 v.load(value, sess)
             results.append(sess.run([logits] + grads, {images: x}))
+        shapes.append([(v.op.name, v.shape.as_list()) for v in variables])
+    assert shapes[0] == shapes[1]                        # the same checkpoint serves both graphs
     for name, ref, fast in zip(['logits'] + [v.op.name for v in variables], *results):
         scale = np.abs(ref).max()
         assert scale > 0, name

@@ -28,6 +28,7 @@ def test_bench_prints_every_figure_and_the_summary(capsys):
     assert summary, lines[-1]
     assert (summary.group(1), summary.group(2)) == (figures[0].group(2), figures[2].group(2))
     assert 'of the matrix product' in lines[2] and 'of the matrix product' in lines[4]
+    assert lines[1].endswith(', NHWC)') and lines[3].endswith(', NHWC)')     # the CPU's layout
 
 
 def test_bad_data_dir_is_a_one_line_error(capsys, tmp_path):
@@ -37,3 +38,12 @@ def test_bad_data_dir_is_a_one_line_error(capsys, tmp_path):
     (tmp_path / 'empty').mkdir()
     assert bench.main(['--data-dir', str(tmp_path / 'empty')]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith('error: no images')
+
+
+def test_bench_measures_the_nchw_layout_too(capsys):
+    rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '1', '--warmup', '1',
+                     '--matmul-size', '128', '--data-format', 'NCHW', '--skip-pipeline'])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].endswith('(fp32, batch 2)') and not any(line.startswith('pipeline') for line in lines)
+    assert lines[1].startswith('training') and lines[1].endswith('median of 1, NCHW)')

@@ -142,3 +142,66 @@ def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
     for name, value in fp32.items():              # skipped + 2 good steps = 2 fp32 steps
         if name != 'global_step':
             np.testing.assert_allclose(scaled[name], value, rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+def test_input_device_is_the_models_when_there_is_one_replica():
+    assert parallel.input_device('/gpu:0,/gpu:1') == '/gpu:0'
+    assert parallel.input_device('/cpu:1') == '/cpu:1'
+    assert parallel.input_device('/gpu:0,/gpu:1,/gpu:2,/gpu:3') == '/cpu:0'   # replicas take parts from the host
+
+
+@pytest.mark.parametrize('initializable', [False, True])
+def test_batches_are_prefetched_to_another_device(initializable):
+    """Batches for /cpu:1 are copied there by tf.data and come out as they do on the host."""
+    def pipeline():
+        with tf.device('/cpu:0'):
+            return tf.data.Dataset.range(10).map(lambda i: (tf.fill([3], tf.cast(i, tf.float32)), i)).batch(2)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        here, init_here = parallel.batches_on(pipeline(), '/cpu:0', initializable)
+        there, init_there = parallel.batches_on(pipeline(), '/cpu:1', initializable)
+    assert there[0].device.endswith('CPU:1') and (init_there is not None) == initializable
+    on_cpu1 = {op.type for op in graph.get_operations() if op.device.endswith('CPU:1')}
+    assert {'GeneratorDataset', 'PrefetchDataset'} <= on_cpu1        # tf.data's copy, and the buffer there
+    config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
+    options = tf.compat.v1.RunOptions(output_partition_graphs=True)
+    with tf.compat.v1.Session(graph=graph, config=config) as sess:
+        for _ in range(2 if initializable else 1):      # re-initialised: the pass starts over
+            if initializable:
+                sess.run([init_here, init_there])
+            for _ in range(5):
+                metadata = tf.compat.v1.RunMetadata()
+                a, b = sess.run([here, there], options=options, run_metadata=metadata)
+                np.testing.assert_array_equal(a[0], b[0])
+                np.testing.assert_array_equal(a[1], b[1])
+            with pytest.raises(tf.errors.OutOfRangeError):
+                sess.run(there)
+    placed = {node.name: node.device for g in metadata.partition_graphs for node in g.node}
+    assert placed[here[0].op.name].endswith('CPU:0') and placed[there[0].op.name].endswith('CPU:1')
+
+
+def test_bf16_steps_keep_the_weight_decay_and_the_update_in_fp32():
+    """oneDNN's bf16 rewrite runs the convolutions in bf16, but every gradient reaches the weight decay
+    and the momentum update in fp32 (read off the graph that ran)."""
+    a = argparse.Namespace(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
+                           weight_decay=0.0005, momentum=0.9, precision='bf16', batch_size=BATCH, dropout=0.0)
+    with tf.Graph().as_default():
+        step = tf.compat.v1.train.get_or_create_global_step()
+        x = tf.random.normal([BATCH, SIZE, SIZE, 3], 0, 60)
+        y = tf.random.uniform([BATCH], 0, CLASSES, tf.int64)
+        train_op, _, _ = train.build_train_op(a, x, y, step, 0.01)
+        metadata = tf.compat.v1.RunMetadata()
+        with tf.compat.v1.Session(config=alexnet.session_config('bf16', ['/cpu:0'])) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(train_op, options=tf.compat.v1.RunOptions(output_partition_graphs=True), run_metadata=metadata)
+    nodes = {n.name: n for g in metadata.partition_graphs for n in g.node}
+    dtype = {name: n.attr['T'].type for name, n in nodes.items() if 'T' in n.attr}
+    assert dtype['conv2_a/Relu'] == tf.bfloat16.as_datatype_enum   # the rewrite ran
+    updates = [n for n in nodes.values() if n.op == 'ResourceApplyMomentum']
+    assert len(updates) == 32                                                  # 16 layers' weights and biases
+    for update in updates:
+        grad = nodes[update.input[3].split(':')[0]]              # inputs: var, accum, lr, grad, momentum
+        assert dtype[update.name] == tf.float32.as_datatype_enum
+        if '/weights/' in update.name:                             # g + wd * w, summed in fp32, not cast after
+            assert grad.op == 'AddV2' and dtype[grad.name] == tf.float32.as_datatype_enum, (update.name, grad.name)

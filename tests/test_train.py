@@ -224,6 +224,22 @@ def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
     assert tags.get('histograms/conv1_a/weights') and tags.get('histograms/fc8_b/biases')
 
 
+def test_batches_prefetched_to_the_device_and_nchw_train_as_the_plain_run(tree, tmp_path):
+    """--devices /cpu:1 (batches copied there by tf.data) with --data-format NCHW takes the same steps
+    as the default run on /cpu:0 in NHWC: the same weights, up to float rounding."""
+    common = ['--dataset', 'folder', '--data-dir', tree, *SMALL, '--epochs', '1', '--max-steps', '4']
+    assert run_train('-scratch', '--train-dir', tmp_path / 'plain', *common) == 0
+    assert run_train('-scratch', '--train-dir', tmp_path / 'moved', '--devices', '/cpu:1',
+                     '--data-format', 'NCHW', *common) == 0
+    (a_prefix, a_meta), (b_prefix, b_meta) = (checkpoints.latest(str(tmp_path / d)) for d in ('plain', 'moved'))
+    assert b_meta['devices'] == '/cpu:1,/cpu:1' and b_meta['args']['data_format'] == 'NCHW'
+    a, b = variables(a_prefix), variables(b_prefix)
+    assert a.keys() == b.keys() and a_meta['step'] == b_meta['step'] == 4
+    for name in a:
+        scale = max(np.abs(a[name]).max(), 1e-6)
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-4 * scale, err_msg=name)
+
+
 def test_unreadable_images_are_skipped_and_counted(tree, tmp_path, capsys):
     import shutil
     data = tmp_path / 'data'
