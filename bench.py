@@ -132,7 +132,7 @@ def parse_args(argv):
     p.add_argument('-i', '--input-size', type=int, default=alexnet.INPUT_SIZE,
                    help=f'square input size (default {alexnet.INPUT_SIZE})')
     p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
-    p.add_argument('--data-format', choices=alexnet.DATA_FORMATS,
+    p.add_argument('--data-format', type=str.upper, choices=alexnet.DATA_FORMATS,
                    help='activation layout: NHWC or NCHW (default: NCHW on GPUs, NHWC on CPUs)')
     p.add_argument('--data-dir', default=str(Path(__file__).resolve().parent.parent / 'shared' / 'data' /
                                              'imagenet' / 'val'),

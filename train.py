@@ -105,7 +105,7 @@ def parse_args(argv):
     p.add_argument('--num-classes', type=int, help='classes for --synthetic (default 1000)')
     p.add_argument('-m', '--model_path', '--model-path', dest='model_path',
                    help='start from another checkpoint\'s weights (layers of matching shape)')
-    p.add_argument('--data-format', choices=alexnet.DATA_FORMATS,
+    p.add_argument('--data-format', type=str.upper, choices=alexnet.DATA_FORMATS,
                    help='activation layout inside the network: NHWC or NCHW (default: NCHW on GPUs, cuDNN\'s '
                         'own; NHWC on CPUs, about 2x faster there); checkpoints are the same either way')
     p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'),
