@@ -220,11 +220,13 @@ def lrn(name, inputs, portable=False, data_format='NHWC'):
     op reads NHWC only, so on a GPU in NCHW it runs between two transposes.
     """
     if portable or 'GPU' in inputs.device.upper():
-        if data_format == 'NCHW':
-            inputs = tf.transpose(inputs, [0, 2, 3, 1])
-        b = tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-                                               alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
-        return tf.transpose(b, [0, 3, 1, 2]) if data_format == 'NCHW' else b
+        if data_format == 'NHWC':
+            return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                                      alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+        with tf.name_scope(name):
+            b = tf.nn.local_response_normalization(tf.transpose(inputs, [0, 2, 3, 1]), depth_radius=LRN_DEPTH_RADIUS,
+                                                   bias=LRN_BIAS, alpha=LRN_ALPHA, beta=LRN_BETA)
+            return tf.transpose(b, [0, 3, 1, 2], name='output')
     channels = int(inputs.shape[_channel_axis(data_format)])
     with tf.name_scope(name):
         index = np.arange(channels)
@@ -262,7 +264,7 @@ def max_pool(name, inputs, data_format='NHWC'):
 def flatten(name, inputs, data_format='NHWC'):
     """Rows in (height, width, channel) order in both formats: fc6's weights do not depend on it."""
     if data_format == 'NCHW':
-        inputs = tf.transpose(inputs, [0, 2, 3, 1])
+        inputs = tf.transpose(inputs, [0, 2, 3, 1], name=f'{name}/to_nhwc')   # named for its tower
     return tf.reshape(inputs, [-1, int(inputs.shape[1]) * int(inputs.shape[2]) * int(inputs.shape[3])],
                       name=name)
 
