@@ -108,6 +108,38 @@ def matmul_session(a, n=MATMUL_SIZE):
     return sess, fetch
 
 
+def op_category(name, op_type):
+    """Which part of the training step an op belongs to, for --profile."""
+    rules = (('lrn' in name, 'local response normalisation (forward and gradient)'),
+             ('BackpropFilter' in op_type, 'convolution weight gradients'),
+             ('BackpropInput' in op_type, 'convolution input gradients'),
+             ('Conv2D' in op_type, 'convolutions (forward, with bias and ReLU)'),
+             ('MatMul' in op_type, 'fully-connected matmuls (forward and backward)'),
+             (name.startswith(('decayed_gradients', 'Momentum')), 'weight decay and momentum update'),
+             (op_type == 'ReluGrad', 'ReLU gradients'),
+             (op_type == 'Cast', 'casts between precisions'),
+             ('Pool' in op_type, 'max-pooling (forward and gradient)'),
+             ('dropout' in name, 'dropout'))
+    return next((category for hit, category in rules if hit), 'other')
+
+
+def profile(sess, fetch, steps=3):
+    """[(share of op time, category)] over `steps` traced runs of fetch, largest first (TensorFlow's step
+    stats; ops on the two cores overlap, so shares are of the summed op time, not of the wall clock)."""
+    spent = {}
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    for _ in range(steps):
+        metadata = tf.compat.v1.RunMetadata()
+        sess.run(fetch, options=options, run_metadata=metadata)
+        for device in metadata.step_stats.dev_stats:
+            for node in device.node_stats:
+                op_type = node.timeline_label.split(' = ')[-1].split('(')[0].strip()
+                category = op_category(node.node_name, op_type)
+                spent[category] = spent.get(category, 0) + node.all_end_rel_micros
+    total = sum(spent.values()) or 1
+    return sorted(((micros / total, category) for category, micros in spent.items()), reverse=True)
+
+
 def folder_split(data_dir, batch_size):
     """The images under data_dir as a Split, cycled so that an epoch is 20 batches at least."""
     folder = Path(data_dir)
@@ -139,6 +171,8 @@ def parse_args(argv):
                    help='JPEGs for the input pipeline figure (default ../shared/data/imagenet/val)')
     p.add_argument('--pipeline-seconds', type=float, default=10.0, help='how long to run the pipeline (default 10)')
     p.add_argument('--skip-pipeline', action='store_true', help='do not measure the input pipeline')
+    p.add_argument('--profile', action='store_true',
+                   help='also print where a training step spends its time (share of op time by part)')
     p.add_argument('--matmul-size', type=int, default=MATMUL_SIZE,
                    help=f'n of the reference [n, n] x [n, n] product (default {MATMUL_SIZE})')
     a = p.parse_args(argv)
@@ -177,6 +211,7 @@ def main(argv=None):
         return 2
     log(f'timing {args.steps} steps of each, in turn, after {args.warmup} warm-up steps ...')
     t_train, t_infer, t_matmul = time_interleaved(runs, args.steps, args.warmup)
+    shares = profile(*runs[0]) if args.profile else []
     for sess, _ in runs:
         sess.close()
     n = args.matmul_size
@@ -201,6 +236,8 @@ def main(argv=None):
             return 2
         print(f'pipeline   {rate:9.1f} img/s       ({n_files} images from {args.data_dir}, training transforms)')
         print(f'pipeline   {per_core:9.1f} img/s/core  (images per CPU-second)')
+    for share, category in shares:
+        print(f'profile    {100 * share:9.1f} % of op time  {category}')
     print(f'train {train_rate:.1f} img/s  infer {infer_rate:.1f} img/s  ({args.precision}, batch {b})')
     return 0
 

@@ -151,7 +151,7 @@ def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer
                                                                tf.float32)) for j in (1, k)]))
     averaged, he_init = [], getattr(a, 'init', 'paper') == 'he'
     for v, gs in zip(variables, zip(*grads)):
-        with tf.device(v.device):             # sum where the variable lives, then one update
+        with tf.device(v.device), tf.name_scope('decayed_gradients'):   # where the variable lives, then one update
             g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
             if scale is not None:
                 g = g / scale

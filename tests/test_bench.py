@@ -47,3 +47,26 @@ def test_bench_measures_the_nchw_layout_too(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].endswith('(fp32, batch 2)') and not any(line.startswith('pipeline') for line in lines)
     assert lines[1].startswith('training') and lines[1].endswith('median of 1, NCHW)')
+
+
+def test_profile_splits_the_training_step_into_its_parts(capsys):
+    rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '1', '--warmup', '1',
+                     '--matmul-size', '128', '--skip-pipeline', '--profile'])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [re.match(r'^profile +(\d+\.\d) % of op time  (.+)$', line) for line in lines if line.startswith('profile')]
+    assert rows and all(rows), lines
+    shares = {m.group(2): float(m.group(1)) for m in rows}
+    assert abs(sum(shares.values()) - 100) < 1
+    for part in ('local response normalisation (forward and gradient)', 'convolution weight gradients',
+                 'convolutions (forward, with bias and ReLU)', 'weight decay and momentum update', 'dropout'):
+        assert shares.get(part, 0) > 0, (part, shares)
+    assert lines[-1].startswith('train ')
+
+
+def test_op_categories():
+    assert bench.op_category('gradients/lrn1_a/IdentityN_grad/mul', 'Mul').startswith('local response')
+    assert bench.op_category('gradients/conv2_b/Conv2D_grad/Conv2DBackpropFilter',
+                             '_MklNativeConv2DBackpropFilterWithBias') == 'convolution weight gradients'
+    assert bench.op_category('decayed_gradients_12/add', 'AddV2') == 'weight decay and momentum update'
+    assert bench.op_category('fc6_a/MatMul', '_MklNativeFusedMatMul').startswith('fully-connected')
