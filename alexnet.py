@@ -220,13 +220,13 @@ def lrn(name, inputs, portable=False, data_format='NHWC'):
     op reads NHWC only, so on a GPU in NCHW it runs between two transposes.
     """
     if portable or 'GPU' in inputs.device.upper():
+        def op(x, op_name=None):
+            return tf.nn.local_response_normalization(x, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                                      alpha=LRN_ALPHA, beta=LRN_BETA, name=op_name)
         if data_format == 'NHWC':
-            return tf.nn.local_response_normalization(inputs, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-                                                      alpha=LRN_ALPHA, beta=LRN_BETA, name=name)
+            return op(inputs, name)
         with tf.name_scope(name):
-            b = tf.nn.local_response_normalization(tf.transpose(inputs, [0, 2, 3, 1]), depth_radius=LRN_DEPTH_RADIUS,
-                                                   bias=LRN_BIAS, alpha=LRN_ALPHA, beta=LRN_BETA)
-            return tf.transpose(b, [0, 3, 1, 2], name='output')
+            return tf.transpose(op(tf.transpose(inputs, [0, 2, 3, 1])), [0, 3, 1, 2], name='output')
     channels = int(inputs.shape[_channel_axis(data_format)])
     with tf.name_scope(name):
         index = np.arange(channels)
