@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-import numpy as np
 import tensorflow as tf
 
 import alexnet
-import datasets
 import preprocessing
 import train
 from datasets import DataError
@@ -140,19 +138,6 @@ def profile(sess, fetch, steps=3):
     return sorted(((micros / total, category) for category, micros in spent.items()), reverse=True)
 
 
-def folder_split(data_dir, batch_size):
-    """The images under data_dir as a Split, cycled so that an epoch is 20 batches at least."""
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f'--data-dir {folder} is not a folder: point it at a folder of JPEGs, '
-                        f'e.g. ../shared/data/imagenet/val')
-    files = sorted(str(f) for f in folder.rglob('*') if f.suffix.lower() in datasets.IMAGE_EXTENSIONS)
-    if not files:
-        raise DataError(f'no images ({", ".join(datasets.IMAGE_EXTENSIONS)}) in {folder}')
-    repeat = -(-20 * batch_size // len(files))
-    return datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat), len(files)
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description='Measure AlexNet training and inference speed (images/second) '
                                             'on synthetic data, and the input pipeline on real images.')
@@ -186,7 +171,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if not args.skip_pipeline:
-            split, n_files = folder_split(args.data_dir, args.batch_size)
+            split, n_files = preprocessing.folder_split(args.data_dir, args.batch_size)
         alexnet.check_input_size(args.input_size)
         devices = ','.join(alexnet.parse_devices(args.devices))
     except (DataError, ValueError) as e:

@@ -304,7 +304,7 @@ def dataset_from(batches_dir, val_size=5000, seed=0):
     mean = train.images.reshape(-1, 3).mean(axis=0, dtype=np.float64)
     return Dataset(name='cifar10', class_names=names, train=train, val=val,
                    test=Split(labels=test_labels, images=test_images),
-                   mean=tuple(float(m) for m in mean), resize_size=256)
+                   mean=tuple(float(m) for m in mean))
 
 
 def main(argv=None):

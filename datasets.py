@@ -1,15 +1,17 @@
-"""One description of a dataset, whatever it came from, and the dispatcher.
+"""One description of a dataset, whatever it came from, and the class-folder and demo loaders.
 
 A `Dataset` is what train.py, test.py and classify.py see: class names, the
-training mean, and up to three splits. Each `Split` holds its images in one of
+training mean, and up to three splits (data.py picks the loader for --dataset). Each `Split` holds its images in one of
 three forms: a list of encoded image files (JPEG, PNG, ...), a uint8 array in
 memory (CIFAR-10), or TFRecord shards written by `imagenet_utils --prepare`.
 """
+import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 
 
 class DataError(Exception):
@@ -37,7 +39,6 @@ class Dataset:
     val: Split = None                  # used for decisions (lr plateau, best checkpoint)
     test: Split = None                 # never used for decisions
     mean: tuple = (0.0, 0.0, 0.0)      # per-channel RGB mean subtracted from inputs
-    resize_size: int = 256             # shorter side before cropping (paper: 256)
     class_ids: list = None             # e.g. ImageNet WNIDs, same order as class_names
 
     @property
@@ -45,16 +46,23 @@ class Dataset:
         return len(self.class_names)
 
 
-# ---------------------------------------------------------------- class folders, the demo, the dispatcher
+# ---------------------------------------------------------------- class folders and the demo
 
 class UnreadableImageWarning(UserWarning):
     """An image that cannot be decoded; it is skipped and listed in Split.skipped."""
 
 
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png')   # compared lower-case
-DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
 DEMO_DIR = Path(__file__).resolve().parent / 'demo'
 MEAN_SAMPLE = 500        # training images averaged for a folder dataset's mean
+
+
+def image_files(folder, recursive=False):
+    """Sorted paths (str) of the image files in folder (and its sub-folders when recursive), by extension."""
+    if recursive:
+        return sorted(str(f) for f in Path(folder).rglob('*') if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+    return sorted(e.path for e in os.scandir(folder)           # scandir: no stat per file (ImageNet: 1.3M)
+                  if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
 
 
 def _images_by_class(folder, classes=None):
@@ -71,8 +79,7 @@ def _images_by_class(folder, classes=None):
                         f'(extra: {extra or "none"}, missing: {missing or "none"}): give both the same folders')
     files, labels = [], []
     for label, name in enumerate(found):
-        images = sorted(str(f) for f in (folder / name).iterdir()
-                        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        images = image_files(folder / name)
         if not images:
             raise DataError(f'class folder {folder / name} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
         files += images
@@ -97,7 +104,6 @@ def image_mean(files, seed=0, sample=MEAN_SAMPLE):
     """Per-channel RGB mean over a seeded sample of up to `sample` images: the average of each image's
     mean (so every image counts once, whatever its size). JPEGs are decoded at reduced size (Pillow's
     draft mode), which leaves the mean nearly unchanged; unreadable files are left out."""
-    from PIL import Image
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(files), min(sample, len(files)), replace=False)
     means = []
@@ -163,30 +169,3 @@ def make_demo(cifar_train_tgz, cifar_test_tgz, out_dir=DEMO_DIR, per_class_train
                     out = Path(out_dir) / split / cls / name
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(tar.extractfile(m).read())
-
-
-def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
-    """The Dataset called name (one of DATASET_CHOICES). 'auto': ImageNet when data_dir (or
-    ./ILSVRC2012) holds an ImageNet layout, otherwise CIFAR-10 from data_dir or the default cache
-    (downloaded on first use)."""
-    if name not in DATASET_CHOICES:
-        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASET_CHOICES)}')
-    if name == 'demo':
-        return load_demo(seed)
-    if name == 'folder':
-        if data_dir is None:
-            raise DataError('--dataset folder needs --data-dir DIR holding train/<class>/ images')
-        return load_folder(data_dir, seed=seed)
-    if name in ('imagenet', 'auto'):
-        import imagenet_utils
-        where = data_dir or 'ILSVRC2012'
-        if name == 'imagenet':
-            return imagenet_utils.load_imagenet(where)
-        try:
-            imagenet_utils.detect_layout(where)
-        except DataError:           # no ImageNet there: CIFAR-10
-            pass
-        else:                       # an ImageNet layout: its errors are the user's to see
-            return imagenet_utils.load_imagenet(where)
-    import cifar10_utils
-    return cifar10_utils.load_cifar10(data_dir, val_size=val_size, seed=seed, md5=md5)

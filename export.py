@@ -29,6 +29,7 @@ import tensorflow as tf
 
 import alexnet
 import checkpoints
+import data
 import datasets
 import preprocessing
 from datasets import DataError
@@ -117,7 +118,7 @@ def calibration_crops(meta, count):
     try:
         if meta['dataset'] != 'synthetic':
             args = meta.get('args', {})
-            ds = datasets.load_dataset(meta['dataset'], meta.get('data_dir'), val_size=args.get('val_size', 5000),
+            ds = data.load_dataset(meta['dataset'], meta.get('data_dir'), val_size=args.get('val_size', 5000),
                                        seed=args.get('seed', 0), md5=args.get('md5'))
             split = ds.val or ds.train
     except DataError as e:
@@ -132,8 +133,8 @@ def calibration_crops(meta, count):
         files = None if split.files is None else [split.files[i] for i in pick]
         images = None if split.images is None else split.images[pick]
         split = datasets.Split(split.labels[pick], files=files, images=images)
-    data = preprocessing.eval_dataset(split, 1, meta['input_size'], (0.0, 0.0, 0.0), meta['resize_size'], 'center')
-    for crops, _ in data.take(count):
+    batches = preprocessing.eval_dataset(split, 1, meta['input_size'], (0.0, 0.0, 0.0), meta['resize_size'], 'center')
+    for crops, _ in batches.take(count):
         yield crops.numpy()[:, 0]
 
 

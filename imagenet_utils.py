@@ -33,13 +33,14 @@ from PIL import Image
 from tqdm import tqdm
 
 import datasets
-from datasets import IMAGE_EXTENSIONS, DataError, UnreadableImageWarning
+import preprocessing
+from datasets import DataError, UnreadableImageWarning
+from files import write_json_atomic
 
 # Per-channel RGB mean of the ILSVRC2012 training images, as published with the VGG models
 # (Simonyan & Zisserman 2014) and used since by Caffe, TF-slim and Keras. The paper subtracts
 # the mean image instead (Section 2); a per-channel mean is the usual stand-in.
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
-RESIZE_SIZE = 256        # shorter side of the images the paper trained on (Section 2)
 JPEG_QUALITY = 90        # re-encoding quality of the prepared shards
 DEVKIT, KAGGLE, PREPARED = 'devkit', 'kaggle', 'prepared'
 
@@ -140,12 +141,6 @@ def read_kaggle_val_labels(csv_path, wnids):
     return labels
 
 
-# ---------------------------------------------------------------- image lists
-
-def _images_in(folder):
-    return sorted(e.path for e in os.scandir(folder)
-                  if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
-
 
 def _train_split(train_dir, wnids, meta):
     """Files and canonical labels of the class folders nXXXXXXXX/ in train_dir (None if absent)."""
@@ -163,7 +158,7 @@ def _train_split(train_dir, wnids, meta):
                         f'{found}')
     files, labels, empty = [], [], []
     for i, wnid in enumerate(tqdm(wnids, desc='listing classes', leave=False, disable=None)):
-        images = _images_in(train_dir / wnid)
+        images = datasets.image_files(train_dir / wnid)
         empty += [] if images else [wnid]
         files += images
         labels += [i] * len(images)
@@ -178,7 +173,7 @@ def _val_split(val_dir, labels_of, count, source):
     if not val_dir.is_dir():
         warnings.warn(f'no validation folder {val_dir}: the validation split is empty')
         return None
-    files = _images_in(val_dir)
+    files = datasets.image_files(val_dir)
     if len(files) != count:
         raise DataError(f'{val_dir} holds {len(files)} images but {source} labels {count}: '
                         'extract the whole validation archive, and nothing else, there')
@@ -240,7 +235,7 @@ def _load_prepared(root):
                                 're-run --prepare into this folder to finish it')
             splits[name] = datasets.Split(np.array(s['labels'], np.int64), records=[str(f) for f in shards],
                                           skipped=s['skipped']) if s else None
-        return index['class_ids'], index['class_names'], splits['train'], splits['val'], index['resize_size']
+        return index['class_ids'], index['class_names'], splits['train'], splits['val']
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f'{root / "index.json"} is not an index written by --prepare ({e!r})') from None
 
@@ -249,7 +244,6 @@ def _load_prepared(root):
 
 def find_unreadable(files, progress=True):
     """[(path, error)] of the files that preprocessing.decode_image (what training uses) rejects."""
-    import preprocessing
     if not files:
         return []
 
@@ -288,9 +282,8 @@ def _drop_unreadable(split, progress):
 def load_imagenet(data_dir, verify=False):
     """The Dataset in data_dir (any layout); verify=True decodes every image and skips unreadable ones."""
     layout, root = _locate(data_dir)
-    resize_size = RESIZE_SIZE
     if layout == PREPARED:       # records were decoded and re-encoded when written
-        wnids, names, train, val, resize_size = _load_prepared(root)
+        wnids, names, train, val = _load_prepared(root)
     else:
         wnids, names, train, val = (_load_devkit if layout == DEVKIT else _load_kaggle)(root)
         if train is None and val is None:
@@ -299,7 +292,7 @@ def load_imagenet(data_dir, verify=False):
             train, val = [s if s is None else _drop_unreadable(s, progress=True) for s in (train, val)]
     # ILSVRC's validation set is the evaluation set; it also serves the decisions during training.
     return datasets.Dataset('imagenet', names, train=train, val=val, test=None, mean=IMAGENET_MEAN_RGB,
-                            resize_size=resize_size, class_ids=wnids)
+                            class_ids=wnids)
 
 
 # ---------------------------------------------------------------- --prepare
@@ -328,12 +321,6 @@ def _fingerprint(files, labels):   # what a shard holds; class folder + name so 
     return hashlib.sha1(json.dumps([names, [int(x) for x in labels]]).encode()).hexdigest()
 
 
-def _write_json(path, value):
-    tmp = f'{path}.tmp'
-    Path(tmp).write_text(json.dumps(value))
-    os.replace(tmp, path)
-
-
 def _shard_done(shard, source):
     side = shard.with_suffix('.json')
     try:
@@ -356,11 +343,12 @@ def _write_shard(shard, files, labels, source, size, bar, stop):
                 warnings.warn(f'{path}: unreadable image, skipped ({e})', UnreadableImageWarning)
                 skipped.append(str(path))
             bar.update()
-    _write_json(shard.with_suffix('.json'), {'source': source, 'labels': kept, 'skipped': skipped})
+    write_json_atomic(shard.with_suffix('.json'), {'source': source, 'labels': kept, 'skipped': skipped})
     os.replace(f'{shard}.tmp', shard)
 
 
-def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=256, progress=True):
+def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=preprocessing.RESIZE_SIZE,
+            progress=True):
     """Write data_dir as TFRecord shards + index.json in out_dir (resumable); return that Dataset."""
     if detect_layout(data_dir) == PREPARED:
         raise DataError(f'{data_dir} is already a prepared folder: pass the ImageNet folder itself')
@@ -399,7 +387,7 @@ def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=25
         sides = [json.loads(s.with_suffix('.json').read_text()) for s in shards]
         index[name] = dict(shards=[s.name for s in shards], labels=sum((s['labels'] for s in sides), []),
                            skipped=sum((s['skipped'] for s in sides), [])) if shards else None
-    _write_json(out / 'index.json', index)
+    write_json_atomic(out / 'index.json', index)
     return load_imagenet(out)
 
 
@@ -429,7 +417,7 @@ def main(argv=None):
     p.add_argument('--prepare', metavar='OUT', help='write TFRecord shards (shorter side resized) to OUT')
     p.add_argument('--shards-train', type=int, default=1024)
     p.add_argument('--shards-val', type=int, default=128)
-    p.add_argument('--resize-size', type=int, default=RESIZE_SIZE, help='shorter side of prepared images')
+    p.add_argument('--resize-size', type=int, default=preprocessing.RESIZE_SIZE, help='shorter side of prepared images')
     a = p.parse_args(argv)
     warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
     try:
@@ -441,7 +429,6 @@ def main(argv=None):
         print('\n'.join(summary(ds, where, checked=bool(a.verify or a.prepare))))
         split = ds.train or ds.val
         if a.speed_seconds > 0 and split is not None:
-            import preprocessing
             batch = min(128, len(split))
             speed = preprocessing.pipeline_speed(split, batch_size=batch, seconds=a.speed_seconds)
             print(f'pipeline    {speed:.0f} images/s (training transforms, batch {batch}, this machine)')

@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 import datasets
+from alexnet import INPUT_SIZE
 from datasets import DataError
 
 RESIZE_SIZE = 256         # Section 2: shorter side rescaled to 256, the central 256x256 patch kept
-INPUT_SIZE = 227          # Section 3.5 / Figure 2 (224 in the text; 227 gives the 55x55 conv1 maps)
 FLIP_PROBABILITY = 0.5    # Section 4.1: random patches "and their horizontal reflections"
 PCA_STD = 0.1             # Section 4.1: alpha_i ~ N(0, 0.1), drawn once per image each time it is used
 # Section 4.1: the eigenvalues/eigenvectors of the 3x3 covariance of ImageNet RGB pixels. The paper does
@@ -89,6 +89,11 @@ def square_image(image, resize_size=RESIZE_SIZE):
     image = tf.image.resize(image, tf.stack([h, w]))
     return tf.slice(image, tf.stack([(h - resize_size) // 2, (w - resize_size) // 2, 0]),
                     [resize_size, resize_size, 3])
+
+
+def resize_size_for(input_size):
+    """The shorter side before cropping for a crop size: the paper's 256 for 227, in proportion otherwise."""
+    return round(input_size * RESIZE_SIZE / INPUT_SIZE)
 
 
 def _check_sizes(input_size, resize_size):
@@ -420,6 +425,19 @@ def _speed(split, input_size, batch_size, seconds, threads, resize_size=RESIZE_S
     return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
 
+def folder_split(data_dir, batch_size):
+    """(Split, image count) of the images under data_dir, cycled so that an epoch is 20 batches at least."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f'--data-dir {folder} is not a folder: point it at a folder of JPEGs, '
+                        f'e.g. ../shared/data/imagenet/val')
+    files = datasets.image_files(folder, recursive=True)
+    if not files:
+        raise DataError(f'no images ({", ".join(datasets.IMAGE_EXTENSIONS)}) in {folder}')
+    repeat = -(-20 * batch_size // len(files))
+    return datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat), len(files)
+
+
 def pipeline_speed(split, input_size=INPUT_SIZE, batch_size=128, seconds=10, threads=None,
                    resize_size=RESIZE_SIZE):
     """Images/second of the training pipeline (decoding and the training transforms) on split."""
@@ -437,17 +455,12 @@ def main(argv=None):
     p.add_argument('--resize-size', type=int, default=RESIZE_SIZE)
     a = p.parse_args(argv)
     try:
-        folder = Path(a.data_dir)
-        files = sorted(str(f) for f in folder.rglob('*') if f.suffix.lower() in datasets.IMAGE_EXTENSIONS)
-        if not files:
-            raise DataError(f'no images ({", ".join(sorted(datasets.IMAGE_EXTENSIONS))}) in {folder}')
-        repeat = -(-20 * a.batch_size // len(files))     # cycle small folders: 20 batches an epoch at least
-        split = datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat)
+        split, count = folder_split(a.data_dir, a.batch_size)
         speed, per_core = _speed(split, a.input_size, a.batch_size, a.seconds, a.threads, a.resize_size)
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    print(f'{len(files)} images from {folder}, {a.input_size}x{a.input_size} training crops, '
+    print(f'{count} images from {a.data_dir}, {a.input_size}x{a.input_size} training crops, '
           f'batch {a.batch_size}')
     print(f'{speed:.0f} images/second with {a.threads} threads ({speed / a.threads:.0f} per thread)')
     print(f'{per_core:.0f} images/second per core (images per CPU-second used)')

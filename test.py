@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import alexnet
 import checkpoints
-import datasets
+import data
 import evaluate
 import preprocessing
 from datasets import DataError
@@ -33,7 +33,7 @@ def parse_args(argv):
     p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
                                        'checkpoint, else its latest')
     p.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
-    p.add_argument('--dataset', choices=datasets.DATASET_CHOICES,
+    p.add_argument('--dataset', choices=data.DATASET_CHOICES,
                    help='dataset to evaluate on (default: the one the checkpoint was trained on)')
     p.add_argument('-p', '--data-dir', help='its folder (default: the one used in training)')
     p.add_argument('--split', choices=('val', 'test'),
@@ -76,7 +76,7 @@ def load_split(a, meta):
                             'give --dataset and --data-dir to evaluate it on real ones')
         name = 'auto'
     args = meta.get('args', {})
-    ds = datasets.load_dataset(name, a.data_dir or meta.get('data_dir'), val_size=args.get('val_size', 5000),
+    ds = data.load_dataset(name, a.data_dir or meta.get('data_dir'), val_size=args.get('val_size', 5000),
                                seed=args.get('seed', 0), md5=args.get('md5'))
     if meta['dataset'] == 'synthetic':          # its class names are placeholders: only the count must match
         matches = ds.num_classes == meta['num_classes']

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import alexnet
 import checkpoints
+import data
 import datasets
 import evaluate
 import parallel
@@ -69,7 +70,7 @@ def parse_args(argv):
     mode.add_argument('-scratch', action='store_true', help='start a new run')
     mode.add_argument('-resume', action='store_true', help='continue the run in --train-dir')
     p.add_argument('--overwrite', action='store_true', help='let -scratch delete an earlier run\'s checkpoints')
-    p.add_argument('--dataset', choices=datasets.DATASET_CHOICES,
+    p.add_argument('--dataset', choices=data.DATASET_CHOICES,
                    help='imagenet, cifar10, folder (DIR/train/<class>/*), demo (offline subset of '
                         'CIFAR-10 in the repo); default: ImageNet if --data-dir holds it, else CIFAR-10')
     p.add_argument('-p', '--data-dir', '--path_data', dest='data_dir', help='dataset folder')
@@ -186,7 +187,7 @@ def load_data(a):
     if a.synthetic:
         names = [f'class_{i}' for i in range(a.num_classes)]
         return datasets.Dataset('synthetic', names, mean=(0.0, 0.0, 0.0), resize_size=a.resize_size)
-    ds = datasets.load_dataset(a.dataset, a.data_dir, val_size=a.val_size, seed=a.seed, md5=a.md5)
+    ds = data.load_dataset(a.dataset, a.data_dir, val_size=a.val_size, seed=a.seed, md5=a.md5)
     if ds.train is None or len(ds.train) < a.batch_size:
         raise DataError(f'the {ds.name} training set has {len(ds.train) if ds.train else 0} images, '
                         f'fewer than one batch of {a.batch_size}: lower --batch-size')

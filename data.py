@@ -1,0 +1,39 @@
+"""Which loader serves --dataset: the one place that knows every dataset module.
+
+    imagenet  imagenet_utils.load_imagenet (devkit, Kaggle or --prepare layout)
+    cifar10   cifar10_utils.load_cifar10 (archive, extracted batches, or a download)
+    folder    datasets.load_folder (DIR/train/<class>/*)
+    demo      datasets.load_demo (the CIFAR-10 subset committed in demo/)
+    auto      ImageNet when --data-dir (or ./ILSVRC2012) holds one, else CIFAR-10
+"""
+import cifar10_utils
+import datasets
+import imagenet_utils
+from datasets import DataError
+
+DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
+
+
+def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
+    """The Dataset called name (one of DATASET_CHOICES). 'auto': ImageNet when data_dir (or
+    ./ILSVRC2012) holds an ImageNet layout, otherwise CIFAR-10 from data_dir or the default cache
+    (downloaded on first use)."""
+    if name not in DATASET_CHOICES:
+        raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASET_CHOICES)}')
+    if name == 'demo':
+        return datasets.load_demo(seed)
+    if name == 'folder':
+        if data_dir is None:
+            raise DataError('--dataset folder needs --data-dir DIR holding train/<class>/ images')
+        return datasets.load_folder(data_dir, seed=seed)
+    if name in ('imagenet', 'auto'):
+        where = data_dir or 'ILSVRC2012'
+        if name == 'imagenet':
+            return imagenet_utils.load_imagenet(where)
+        try:
+            imagenet_utils.detect_layout(where)
+        except DataError:           # no ImageNet there: CIFAR-10
+            pass
+        else:                       # an ImageNet layout: its errors are the user's to see
+            return imagenet_utils.load_imagenet(where)
+    return cifar10_utils.load_cifar10(data_dir, val_size=val_size, seed=seed, md5=md5)
