@@ -123,8 +123,10 @@ def parse_devices(devices):
 
 
 def default_data_format(devices):
-    """NCHW when a tower is on a GPU (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest here)."""
-    return 'NCHW' if any('GPU' in d.upper() for d in devices) else 'NHWC'
+    """NCHW when a tower is on a GPU that exists (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest
+    here, and the only layout of TensorFlow's own CPU pooling: a GPU graph soft-placed on a CPU needs it)."""
+    on_gpu = any('GPU' in d.upper() for d in devices)
+    return 'NCHW' if on_gpu and tf.config.list_logical_devices('GPU') else 'NHWC'
 
 
 def check_data_format(data_format):
