@@ -3,7 +3,7 @@
     python bench.py [--precision bf16] [--batch-size 128] [--data-format NHWC] [--data-dir ../shared/data/imagenet/val]
 
 Times the training step (forward, backward, momentum update with weight decay, built
-by train.build_train_op: the recipe train.py runs), inference on random images
+by recipe.build_train_op: the recipe train.py runs), inference on random images
 held in memory, and a large matrix product in the same precision (this machine's
 practical limit), taken in turn, the median of --steps steps after --warmup
 untimed ones; then the input pipeline alone on real JPEGs with the training
@@ -23,9 +23,11 @@ import tensorflow as tf
 
 import alexnet
 import preprocessing
-import train
+import recipe
+import trainer
 from datasets import DataError
 
+SAMPLE_JPEGS = Path(__file__).resolve().parent / 'tests' / 'data' / 'imagenet' / 'val'
 MATMUL_SIZE = 4096     # the reference product: [n, n] x [n, n], 2 n^3 FLOP
 # FLOP per image: 2 per multiply-add (724,406,816 at 227x227), x3 for training (forward, and
 # backward to the activations and to the weights).
@@ -70,7 +72,8 @@ def training_session(a):
     with graph.as_default():
         images, labels = _synthetic(a)
         global_step = tf.compat.v1.train.get_or_create_global_step()
-        train_op, _, _ = train.build_train_op(a, images, labels, global_step, tf.constant(train.LEARNING_RATE))
+        train_op, _, _ = recipe.build_train_op(recipe.Recipe.of(a), images, labels, global_step,
+                                               tf.constant(recipe.LEARNING_RATE))
         init = tf.compat.v1.global_variables_initializer()
     sess = _session(graph, a)
     sess.run(init)
@@ -141,7 +144,8 @@ def profile(sess, fetch, steps=3):
 def parse_args(argv):
     p = argparse.ArgumentParser(description='Measure AlexNet training and inference speed (images/second) '
                                             'on synthetic data, and the input pipeline on real images.')
-    p.add_argument('-b', '--batch-size', type=int, default=train.BATCH_SIZE, help='images per step (default 128)')
+    p.add_argument('-b', '--batch-size', type=int, default=recipe.BATCH_SIZE,
+                   help=f'images per step (default {recipe.BATCH_SIZE})')
     p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
                    help='fp32 (default), bf16 (oneDNN mixed precision on CPUs), fp16 (GPUs)')
     p.add_argument('--steps', type=int, default=10, help='timed steps; the median is reported (default 10)')
@@ -151,9 +155,9 @@ def parse_args(argv):
     p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
     p.add_argument('--data-format', type=str.upper, choices=alexnet.DATA_FORMATS,
                    help='activation layout: NHWC or NCHW (default: NCHW on GPUs, NHWC on CPUs)')
-    p.add_argument('--data-dir', default=str(Path(__file__).resolve().parent.parent / 'shared' / 'data' /
-                                             'imagenet' / 'val'),
-                   help='JPEGs for the input pipeline figure (default ../shared/data/imagenet/val)')
+    p.add_argument('--data-dir', default=str(SAMPLE_JPEGS),
+                   help='JPEGs for the input pipeline figure (default: the 12 real ImageNet validation images '
+                        'of tests/data/imagenet/val; ../shared/data/imagenet/val has 100)')
     p.add_argument('--pipeline-seconds', type=float, default=10.0, help='how long to run the pipeline (default 10)')
     p.add_argument('--skip-pipeline', action='store_true', help='do not measure the input pipeline')
     p.add_argument('--profile', action='store_true',
@@ -177,7 +181,7 @@ def main(argv=None):
     except (DataError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    a = argparse.Namespace(**{**train.DEFAULTS, 'batch_size': args.batch_size, 'num_classes': alexnet.NUM_CLASSES,
+    a = argparse.Namespace(**{**trainer.DEFAULTS, 'batch_size': args.batch_size, 'num_classes': alexnet.NUM_CLASSES,
                               'input_size': args.input_size, 'devices': devices, 'precision': args.precision,
                               'data_format': args.data_format or alexnet.default_data_format(devices.split(','))})
     if args.precision == 'fp16' and 'GPU' not in devices.upper():

@@ -14,7 +14,6 @@ the crops, Section 4.1):
 Any common format is read (JPEG, PNG, BMP, GIF; grayscale, RGBA, CMYK). An image that
 cannot be read gets one `error:` line and the others are still classified (exit 1).
 """
-import argparse
 import json
 import os
 import sys
@@ -25,28 +24,19 @@ import tensorflow as tf
 
 import alexnet
 import checkpoints
+import cli
 import evaluate
 import preprocessing
 from datasets import DataError
 
-RANDOM_CROPS = 5          # as test.py: 5 random crops with reflections
-TOP_K = 5
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(description='Classify images with a trained AlexNet.')
+    p = cli.Parser(description='Classify images with a trained AlexNet.')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, BMP, GIF)')
-    p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
-                                       'checkpoint, else its latest')
-    p.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
-    crops = p.add_mutually_exclusive_group()
-    crops.add_argument('--crops', type=int, default=RANDOM_CROPS,
-                       help=f'average K random crops with random reflections (default {RANDOM_CROPS})')
-    crops.add_argument('--ten-crop', action='store_true', help='four corners and centre, and their reflections')
-    crops.add_argument('--center', action='store_true', help='one centre crop')
-    p.add_argument('-k', '--top-k', type=int, default=TOP_K, help=f'classes shown per image (default {TOP_K})')
+    cli.add_checkpoint_flags(p)
+    cli.add_crop_flags(p)
+    cli.add_top_k_flag(p, 'classes shown per image')
     p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
-    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    cli.add_devices_flag(p)
     p.add_argument('--json', action='store_true', help='print a JSON list of {image, top: [{class, index, score}]}')
     return p.parse_args(argv)
 
@@ -54,7 +44,7 @@ def parse_args(argv):
 class Classifier:
     """The graph, built once: encoded bytes -> decoded image -> crops -> averaged softmax."""
 
-    def __init__(self, prefix, meta, mode='random', num_random=RANDOM_CROPS, seed=0, devices=None):
+    def __init__(self, prefix, meta, mode='random', num_random=cli.RANDOM_CROPS, seed=0, devices=None):
         self.class_names = meta['class_names']
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -65,7 +55,7 @@ class Classifier:
                                                  mode=mode, num_random=num_random, seed=seed)
             self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices)[0]
             self.sess = tf.compat.v1.Session(config=alexnet.session_config('fp32', devices))
-            tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(self.sess, prefix)
+            evaluate.restore_weights(self.sess, prefix)
 
     def probabilities(self, path):
         """Class probabilities [C] of one image file; DataError (one line) when it cannot be read."""
@@ -102,13 +92,12 @@ def main(argv=None):
     try:
         if a.crops < 1 or a.top_k < 1:
             raise DataError('--crops and --top-k must be at least 1')
+        mode, num_crops, _ = cli.crop_mode(a)
         prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
-        devices = alexnet.parse_devices(a.devices)
-    except (DataError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    mode = 'ten' if a.ten_crop else 'center' if a.center else 'random'
-    classifier = Classifier(prefix, meta, mode, a.crops, a.seed, devices)
+        devices = cli.devices(a.devices)
+    except DataError as e:
+        return cli.fail(e)
+    classifier = Classifier(prefix, meta, mode, num_crops, a.seed, devices)
     results, failed = [], 0
     try:
         for path in a.images:

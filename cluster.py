@@ -36,13 +36,17 @@ import threading
 import time
 
 import tensorflow as tf
+from tqdm import tqdm
 
 import alexnet
 import preprocessing
-import train
+import trainer
 from datasets import DataError
 
 WAIT_SECONDS = 300     # how long a worker waits for the parameter servers and the chief
+# The cluster flags' defaults (train.py settles them with the others; checkpoints do not record them).
+DEFAULTS = dict(job_name=None, task_index=0, ps_hosts=None, worker_hosts=None, async_updates=False,
+                wait_seconds=WAIT_SECONDS)
 LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
         tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
 
@@ -154,7 +158,6 @@ def unreachable_parameter_server(spec):
 
 def _end_progress_bars():
     """Finish the progress bar on screen, so that an error message starts a line of its own."""
-    from tqdm import tqdm
     for bar in list(getattr(tqdm, '_instances', ())):
         try:
             bar.close()
@@ -191,8 +194,8 @@ def device_setter(spec, task):
     return place
 
 
-class ClusterTrainer(train.Trainer):
-    """train.Trainer on a cluster: the graph between-graph replicated, the session on this task's server."""
+class ClusterTrainer(trainer.Trainer):
+    """trainer.Trainer on a cluster: the graph between-graph replicated, the session on this task's server."""
 
     def __init__(self, a, meta, ds, spec, server):
         self.spec, self.server, self.task = spec, server, a.task_index
@@ -311,30 +314,23 @@ def _lost(e, a, spec):
 
 def run_worker(a, meta, ds):
     """One worker's part of a cluster run (train.py --job-name worker)."""
-    for key, default in dict(task_index=0, async_updates=False, wait_seconds=WAIT_SECONDS).items():
-        setattr(a, key, getattr(a, key, None) or default)
-    for key in ('ps_hosts', 'worker_hosts'):
-        setattr(a, key, getattr(a, key, None))
     tf.get_logger().setLevel('ERROR')      # the TF1 APIs' deprecation notices
     spec, server = start_server(a)
     chief = a.task_index == 0
     if chief:
-        train.prepare_run_folder(a)
+        trainer.prepare_run_folder(a)
     if a.validate is None or not chief:
         a.validate = chief and ds.val is not None
     with tf.Graph().as_default():
-        trainer = None
+        worker = None
         try:
-            trainer = ClusterTrainer(a, meta, ds, spec, server)
-            trainer.steps_per_epoch = preprocessing.steps_per_epoch(ds.train, a.batch_size, trainer.workers) \
-                * trainer.updates_per_step() if not a.synthetic else trainer.steps_per_epoch
-            code = trainer.loop()
+            worker = ClusterTrainer(a, meta, ds, spec, server)
+            worker.steps_per_epoch = preprocessing.steps_per_epoch(ds.train, a.batch_size, worker.workers) \
+                * worker.updates_per_step() if not a.synthetic else worker.steps_per_epoch
+            code = worker.loop()
             if not chief:
-                print(f'worker {trainer.task}: done at step {trainer.step}')
+                print(f'worker {worker.task}: done at step {worker.step}')
             return code
-        except train.Diverged as e:      # train.py may run as __main__: its own Diverged is another class
-            print(f'error: {e}', file=sys.stderr)
-            return 1
         except tf.errors.OpError as e:
             down = unreachable_parameter_server(spec)      # what the error is named depends on where it struck
             if not down and not isinstance(e, LOST):
@@ -347,5 +343,5 @@ def run_worker(a, meta, ds):
             sys.stdout.flush()
             os._exit(1)      # closing a gRPC session waits for its lost steps: a dead server would hang it
         finally:
-            if trainer:
-                trainer.close()
+            if worker:
+                worker.close()

@@ -4,8 +4,11 @@
     cifar10   cifar10_utils.load_cifar10 (archive, extracted batches, or a download)
     folder    datasets.load_folder (DIR/train/<class>/*)
     demo      datasets.load_demo (the CIFAR-10 subset committed in demo/)
-    auto      ImageNet when --data-dir (or ./ILSVRC2012) holds one, else CIFAR-10
+    auto      ImageNet when --data-dir (or ./ILSVRC2012) holds one, a folder dataset when it holds
+              train/<class>/ images, else CIFAR-10
 """
+from pathlib import Path
+
 import cifar10_utils
 import datasets
 import imagenet_utils
@@ -16,8 +19,8 @@ DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
 
 def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
     """The Dataset called name (one of DATASET_CHOICES). 'auto': ImageNet when data_dir (or
-    ./ILSVRC2012) holds an ImageNet layout, otherwise CIFAR-10 from data_dir or the default cache
-    (downloaded on first use)."""
+    ./ILSVRC2012) holds an ImageNet layout, a folder dataset when data_dir holds train/<class>/
+    images, otherwise CIFAR-10 from data_dir or the default cache (downloaded on first use)."""
     if name not in DATASET_CHOICES:
         raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASET_CHOICES)}')
     if name == 'demo':
@@ -36,4 +39,17 @@ def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
             pass
         else:                       # an ImageNet layout: its errors are the user's to see
             return imagenet_utils.load_imagenet(where)
+        if name == 'auto' and data_dir is not None and _holds_class_folders(Path(data_dir) / 'train'):
+            return datasets.load_folder(data_dir, seed=seed)
+        if name == 'auto' and data_dir is not None and _holds_class_folders(Path(data_dir)):
+            raise DataError(f'{data_dir} holds class folders but no train/: a folder dataset keeps them in '
+                            f'{Path(data_dir) / "train"}/<class>/ (and optionally val/, test/); move them '
+                            f'there and pass --dataset folder')
     return cifar10_utils.load_cifar10(data_dir, val_size=val_size, seed=seed, md5=md5)
+
+
+def _holds_class_folders(folder):
+    """True when folder has sub-folders with image files in them (a CIFAR-10 folder has none)."""
+    if not folder.is_dir():
+        return False
+    return any(d.is_dir() and not d.name.startswith('.') and datasets.image_files(d) for d in folder.iterdir())

@@ -1,4 +1,4 @@
-"""Evaluation shared by train.py (validation), test.py and classify.py.
+"""Evaluation shared by train.py (validation), test.py, classify.py and export.py.
 
 Crops of each image go through the network as one batch, their softmax outputs
 are averaged (the paper's Section 4.1 averages 10 crops), and top-k hits are
@@ -18,6 +18,11 @@ def crop_probabilities(crops, num_classes, devices=None):
     logits = alexnet.inference(flat, num_classes, training=False, devices=devices)
     probs = tf.nn.softmax(tf.cast(logits, tf.float32))
     return tf.reduce_mean(tf.reshape(probs, [-1, n, num_classes]), axis=1)
+
+
+def restore_weights(sess, prefix):
+    """Only the model's weights, by name: works with the latest checkpoints and best/ ones alike."""
+    tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(sess, prefix)
 
 
 def top_k_hits(probs, labels, k):

@@ -18,7 +18,6 @@ training mean). Its signatures, each with outputs `probabilities` [N, C],
 The TFLite model is the `crops` signature with N = 1; its class names are written
 beside it (FILE without .tflite + _labels.txt), one per line.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -29,27 +28,26 @@ import tensorflow as tf
 
 import alexnet
 import checkpoints
+import cli
 import data
 import datasets
+import evaluate
 import preprocessing
 from datasets import DataError
 
-TOP_K = 5
 CALIBRATION_IMAGES = 100  # representative images for the int8 quantization ranges
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description='Export a trained AlexNet as a SavedModel and/or TensorFlow Lite.')
+    p = cli.Parser(description='Export a trained AlexNet as a SavedModel and/or TensorFlow Lite.')
     p.add_argument('--out', help='SavedModel folder to write (must not exist yet)')
     p.add_argument('--tflite', help='also (or only) write a TensorFlow Lite model to this file')
     p.add_argument('--quantize', choices=('int8',), help='TFLite: int8 weights and activations, their ranges '
                                                           'from the run\'s images (random pixels if none)')
     p.add_argument('--calibration-images', type=int, default=CALIBRATION_IMAGES,
                    help=f'images for the int8 ranges (default {CALIBRATION_IMAGES})')
-    p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
-                                       'checkpoint, else its latest')
-    p.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
-    p.add_argument('-k', '--top-k', type=int, default=TOP_K, help=f'classes in the top-k outputs (default {TOP_K})')
+    cli.add_checkpoint_flags(p)
+    cli.add_top_k_flag(p, 'classes in the top-k outputs')
     return p.parse_args(argv)
 
 
@@ -93,7 +91,7 @@ def write_saved_model(prefix, meta, out, k):
             from_bytes = outputs(centre_crops(image_bytes, meta, decode=True), meta, k)
             from_crops = outputs(crops, meta, k, names=False)
         with tf.compat.v1.Session() as sess:
-            tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(sess, prefix)
+            evaluate.restore_weights(sess, prefix)
             builder = tf.compat.v1.saved_model.Builder(out)
             builder.add_meta_graph_and_variables(
                 sess, [tf.compat.v1.saved_model.tag_constants.SERVING], clear_devices=True,
@@ -184,8 +182,7 @@ def main(argv=None):
                       f'[1, {meta["input_size"]}, {meta["input_size"]}, 3] centre crop, RGB 0..255; '
                       f'class names in {labels}')
     except DataError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return cli.fail(e)
     return 0
 
 

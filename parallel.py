@@ -1,7 +1,7 @@
-"""Data parallelism in one machine: R replicas of the two-tower model.
+"""Where things run in one machine: the towers' devices, R replicas of the two-tower model, the batches.
 
 The paper splits one model over two GPUs (model parallelism, Section 3.2). With
-more devices, train.py builds R copies of that two-tower model, each on its own
+more devices, recipe.py builds R copies of that two-tower model, each on its own
 pair of devices (or both towers on one device), gives each 1/R of the batch,
 averages their gradients (tf.add_n, then / R) and applies one momentum update
 to the one set of variables they share:
@@ -60,7 +60,7 @@ def replica_pairs(devices, replicas=None):
     return [flat[i:i + 2] for i in range(0, len(flat), 2)]
 
 
-def _replica_scope(r):
+def replica_scope(r):
     """Replica 0 builds the variables with the single model's names; the others reuse them."""
     if r == 0:
         return contextlib.nullcontext()
@@ -94,92 +94,3 @@ def batches_on(data, device, initializable=False):
             iterator = tf.compat.v1.data.make_initializable_iterator(data)
             return iterator.get_next(), iterator.initializer
         return tf.compat.v1.data.make_one_shot_iterator(data).get_next(), None
-
-
-LOSS_SCALE_START = 2.0 ** 15       # fp16: the loss is multiplied by this before the gradients...
-LOSS_SCALE_GROWTH_STEPS = 2000     # ...which doubles after this many steps without overflow (halves on one)
-
-
-def _in_fp32(gradient):
-    """The gradient, behind an op that oneDNN's bf16 rewrite does not pull into bf16, so that the weight
-    decay and the update after it stay in fp32. Otherwise the rewrite sees a gradient from a bf16 op
-    and does `g + wd * w` in bf16, with casts there and back: a coarser sum, two more passes over the
-    61M weights, and a bf16 step 3-5% slower (bench.py)."""
-    return tf.raw_ops.EnsureShape(input=gradient, shape=gradient.shape)
-
-
-def cross_entropy(logits, labels, label_smoothing=0.0):
-    """Mean cross-entropy; with label smoothing e, the target puts 1 - e on the label and e spread
-    evenly over all classes (Szegedy et al. 2016)."""
-    if not label_smoothing:
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    log_probs = tf.nn.log_softmax(logits)
-    picked = tf.gather(log_probs, labels, axis=1, batch_dims=1)
-    return -tf.reduce_mean((1.0 - label_smoothing) * picked + label_smoothing * tf.reduce_mean(log_probs, 1))
-
-
-def build_train_op(a, images, labels, global_step, learning_rate, wrap_optimizer=None):
-    """Loss, accuracy [top-1, top-k] (k = 5, or the class count if fewer), and one momentum update with weight decay from the averaged gradients of
-    every replica (Section 5). wrap_optimizer (e.g. a SyncReplicasOptimizer) wraps the optimizer."""
-    pairs = replica_pairs(a.devices, getattr(a, 'replicas', None))
-    n = len(pairs)
-    if a.batch_size % n:
-        raise DataError(f'--batch-size {a.batch_size} does not split evenly over {n} replicas')
-    parts = zip(tf.split(images, n), tf.split(labels, n)) if n > 1 else [(images, labels)]
-    scale = None
-    if a.precision == 'fp16':    # dynamic loss scaling: fp16 gradients underflow otherwise
-        scale = tf.compat.v1.get_variable('loss_scale', [], initializer=tf.constant_initializer(LOSS_SCALE_START),
-                                          trainable=False)
-        good_steps = tf.compat.v1.get_variable('loss_scale_good_steps', [], tf.int64, trainable=False,
-                                               initializer=tf.compat.v1.zeros_initializer())
-    k = min(5, a.num_classes)
-    variables, grads, xents, accuracies = None, [], [], []
-    for r, (pair, (x, y)) in enumerate(zip(pairs, parts)):
-        with _replica_scope(r):
-            # dropout masks: a function of the step (and the replica), so a resumed run draws the same
-            seed = tf.stack([tf.constant(a.seed + 65536 * r, tf.int64), global_step])
-            logits = tf.cast(alexnet.inference(x, a.num_classes, training=True, devices=pair, dropout_seed=seed,
-                                               dropout_rate=getattr(a, 'dropout', alexnet.DROPOUT_RATE),
-                                               init=getattr(a, 'init', 'paper'),
-                                               data_format=getattr(a, 'data_format', None)), tf.float32)
-            xent = cross_entropy(logits, y, getattr(a, 'label_smoothing', 0.0))
-            variables = variables or tf.compat.v1.trainable_variables()
-            grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
-                                      colocate_gradients_with_ops=True))
-            xents.append(xent)
-            accuracies.append(tf.stack([tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=y, predictions=logits, k=j),
-                                                               tf.float32)) for j in (1, k)]))
-    averaged, he_init = [], getattr(a, 'init', 'paper') == 'he'
-    for v, gs in zip(variables, zip(*grads)):
-        with tf.device(v.device), tf.name_scope('decayed_gradients'):   # where the variable lives, then one update
-            g = tf.add_n(gs) * (1.0 / n) if n > 1 else gs[0]
-            if scale is not None:
-                g = g / scale
-            if a.precision == 'bf16':
-                g = _in_fp32(g)
-            if v.op.name.endswith('weights'):
-                if he_init and v.op.name.startswith('conv1'):
-                    g = g * alexnet.HE_CONV1_GRADIENT_SCALE
-                g = g + a.weight_decay * v    # the paper's 0.0005 * w: the gradient of wd/2 |w|^2
-            averaged.append(g)
-    momentum = a.momentum
-    if scale is not None:
-        # A step whose gradients overflowed changes nothing but the step count: zero gradients, rate 0 and
-        # momentum 1 leave the weights and the velocity as they were. Then the scale halves; after
-        # LOSS_SCALE_GROWTH_STEPS good steps in a row it doubles.
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in averaged])
-        averaged = [tf.where(finite, g, tf.zeros_like(g)) for g in averaged]
-        learning_rate = tf.where(finite, tf.cast(learning_rate, tf.float32), 0.0)
-        momentum = tf.where(finite, tf.constant(a.momentum, tf.float32), 1.0)
-        grow = tf.logical_and(finite, good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS)
-        new_scale = tf.where(finite, tf.where(grow, scale * 2, scale), scale / 2)
-        new_good = tf.where(tf.logical_and(finite, tf.logical_not(grow)), good_steps + 1, tf.zeros_like(good_steps))
-    optimizer = tf.compat.v1.train.MomentumOptimizer(learning_rate, momentum)
-    if wrap_optimizer is not None:
-        optimizer = wrap_optimizer(optimizer)
-    train_op = optimizer.apply_gradients(zip(averaged, variables), global_step)
-    if scale is not None:
-        with tf.control_dependencies([train_op]):
-            train_op = tf.group(tf.compat.v1.assign(scale, new_scale), tf.compat.v1.assign(good_steps, new_good))
-    mean = (lambda xs: tf.add_n(xs) / n) if n > 1 else (lambda xs: xs[0])
-    return train_op, mean(xents), mean(accuracies)

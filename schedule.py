@@ -11,24 +11,25 @@ LR_DROP_FACTOR = 10.0   # "divide the learning rate by 10 when the validation er
 
 
 class LearningRate:
-    def __init__(self, a, state=None):
-        self.kind = a.lr_schedule
-        self.base = a.lr
-        self.patience = a.patience
-        self.min_improvement = a.min_improvement
-        self.max_drops = a.max_drops
-        self.warmup_epochs = getattr(a, 'warmup_epochs', 0) or 0
-        self.epochs = getattr(a, 'epochs', None)
+    """kind: 'plateau' (the paper: / 10 after `patience` epochs without a validation top-1 gain of
+    `min_improvement`, at most `max_drops` times), 'step' (/ 10 at each epoch of `lr_steps`, '30,60,80')
+    or 'onecycle' (per step: up over `warmup_epochs`, down to 0 at `epochs`). state: a checkpoint's."""
+
+    def __init__(self, kind='plateau', base=0.01, epochs=90, patience=2, min_improvement=0.001, max_drops=3,
+                 warmup_epochs=0.0, lr_steps='', state=None):
+        self.kind, self.base, self.epochs = kind, base, epochs
+        self.patience, self.min_improvement, self.max_drops = patience, min_improvement, max_drops
+        self.warmup_epochs = warmup_epochs or 0
         try:
-            self.steps = sorted(int(s) for s in str(a.lr_steps).split(',') if s.strip())
+            self.steps = sorted(int(s) for s in str(lr_steps).split(',') if s.strip())
         except ValueError:
-            raise DataError(f'--lr-steps wants epochs separated by commas, e.g. 30,60,80; got {a.lr_steps}') from None
+            raise DataError(f'--lr-steps wants epochs separated by commas, e.g. 30,60,80; got {lr_steps}') from None
         if self.kind == 'step' and not self.steps:
             raise DataError('--lr-schedule step needs --lr-steps, e.g. --lr-steps 30,60,80')
         if self.kind == 'onecycle' and not 0 <= self.warmup_epochs < self.epochs:
             raise DataError(f'--warmup-epochs must be at least 0 and fewer than --epochs ({self.epochs}), '
                             f'got {self.warmup_epochs}')
-        self.rate, self.best, self.bad_epochs, self.drops = a.lr, None, 0, 0
+        self.rate, self.best, self.bad_epochs, self.drops = base, None, 0, 0
         if state:
             self.rate, self.best = state['rate'], state['best']
             self.bad_epochs, self.drops = state['bad_epochs'], state['drops']

@@ -9,7 +9,6 @@ Each image's crops go through the network together and their softmax outputs are
 averaged; top-1 and top-5 are counted over the test split (or the validation split
 when the dataset has no test split, as ImageNet).
 """
-import argparse
 import os
 import sys
 
@@ -18,53 +17,35 @@ import tensorflow as tf
 
 import alexnet
 import checkpoints
+import cli
 import data
 import evaluate
 import preprocessing
 from datasets import DataError
+from files import write_json_atomic
 
-RANDOM_CROPS = 5          # the default: 5 random crops with reflections, as the original implementation
-TOP_K = 5                 # the paper reports top-1 and top-5 error rates
 BATCH_SIZE = 32           # images per step (each with all its crops)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description='Evaluate a trained AlexNet checkpoint: top-1 and top-5.')
-    p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
-                                       'checkpoint, else its latest')
-    p.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
+    p = cli.Parser(description='Evaluate a trained AlexNet checkpoint: top-1 and top-5.')
+    cli.add_checkpoint_flags(p)
     p.add_argument('--dataset', choices=data.DATASET_CHOICES,
                    help='dataset to evaluate on (default: the one the checkpoint was trained on)')
     p.add_argument('-p', '--data-dir', help='its folder (default: the one used in training)')
     p.add_argument('--split', choices=('val', 'test'),
                    help='split to evaluate (default: test when the dataset has one, else val)')
-    crops = p.add_mutually_exclusive_group()
-    crops.add_argument('--crops', type=int, default=RANDOM_CROPS,
-                       help=f'average K random crops with random reflections (default {RANDOM_CROPS})')
-    crops.add_argument('--ten-crop', action='store_true',
-                       help='the paper\'s 10 crops: four corners and centre, and their reflections')
-    crops.add_argument('--center', action='store_true', help='one centre crop')
-    p.add_argument('--top-k', type=int, default=TOP_K, help=f'k of the top-k rate (default {TOP_K})')
+    cli.add_crop_flags(p)
+    cli.add_top_k_flag(p, 'k of the top-k rate')
     p.add_argument('-b', '--batch-size', type=int, default=BATCH_SIZE,
                    help=f'images per step, each with all its crops (default {BATCH_SIZE})')
-    p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
+    cli.add_devices_flag(p)
     p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
                    help='fp32 (default), bf16 (oneDNN CPUs) or fp16 (GPUs)')
     p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
     p.add_argument('--json', help='also write the results to this JSON file')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p.parse_args(argv)
-
-
-def crop_mode(a):
-    """(preprocessing mode, number of crops, words for the final line)."""
-    if a.ten_crop:
-        return 'ten', 10, '10 crops'
-    if a.center:
-        return 'center', 1, 'centre crop'
-    if a.crops < 1:
-        raise DataError(f'--crops must be at least 1, got {a.crops}')
-    return 'random', a.crops, f'{a.crops} random crop{"s" if a.crops > 1 else ""}'
 
 
 def load_split(a, meta):
@@ -96,26 +77,18 @@ def load_split(a, meta):
 
 def eval_data(split, meta, a):
     """(crops float32 [B, n, s, s, 3], labels [B]) batches of the split, as the checkpoint's training saw images."""
-    mode, n, _ = crop_mode(a)
+    mode, n, _ = cli.crop_mode(a)
     return preprocessing.eval_dataset(split, a.batch_size, meta['input_size'], meta['mean'], meta['resize_size'],
                                       mode=mode, num_random=n, seed=a.seed)
-
-
-def restore_weights(sess, prefix):
-    """Only the model's weights, by name: works with the latest checkpoints and best/ ones alike."""
-    tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(sess, prefix)
 
 
 def evaluate_checkpoint(a):
     """Run the evaluation; returns the figures as a dict (what --json writes)."""
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
-    mode, n, words = crop_mode(a)
+    mode, n, words = cli.crop_mode(a)
     if a.batch_size < 1 or a.top_k < 1:
         raise DataError('--batch-size and --top-k must be at least 1')
-    try:
-        devices = alexnet.parse_devices(a.devices)
-    except ValueError as e:
-        raise DataError(str(e)) from None
+    devices = cli.devices(a.devices)
     name, which, split = load_split(a, meta)
     print(f'{prefix}: {name} {which} split, {len(split)} images, {words}, towers on {",".join(devices)}')
     with tf.Graph().as_default():
@@ -124,7 +97,7 @@ def evaluate_checkpoint(a):
             crops, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices)
         with tf.compat.v1.Session(config=alexnet.session_config(a.precision, devices)) as sess:
-            restore_weights(sess, prefix)
+            evaluate.restore_weights(sess, prefix)
             r = evaluate.run(sess, probs, labels, total=len(split), top_k=a.top_k,
                              progress=not a.no_progress, desc=f'{which} ({words})')
     return dict(top1=r['top1'], topk=r['topk'], k=r['k'], loss=r['loss'], images=r['count'],
@@ -137,13 +110,11 @@ def main(argv=None):
     try:
         r = evaluate_checkpoint(a)
     except DataError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        return cli.fail(e)
     if r['images'] == 0:
-        print(f'error: no readable images in the {r["dataset"]} {r["split"]} split', file=sys.stderr)
-        return 2
+        return cli.fail(f'no readable images in the {r["dataset"]} {r["split"]} split')
     if a.json:
-        checkpoints.write_json_atomic(a.json, r)
+        write_json_atomic(a.json, r)
         print(f'results written to {a.json}')
     print(f'top-1 {100 * r["top1"]:.2f}% top-{r["k"]} {100 * r["topk"]:.2f}% '
           f'({r["images"]} images, {r["crop_words"]})')

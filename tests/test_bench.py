@@ -2,15 +2,14 @@
 import re
 
 import bench
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
 FIGURE = re.compile(r'^(training|inference|matmul|pipeline) +(\d+\.\d) (img/s|GFLOP/s|img/s/core) +\(.+\)$')
 SUMMARY = re.compile(r'^train (\d+\.\d) img/s  infer (\d+\.\d) img/s  \(bf16, batch 2\)$')
 
 
 def test_bench_prints_every_figure_and_the_summary(capsys):
-    val = SHARED_DATA / 'imagenet' / 'val'
-    assert val.is_dir(), f'the real data is missing: {val}'
+    val = TEST_DATA / 'imagenet' / 'val'
     rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '2', '--warmup', '1',
                      '--precision', 'bf16', '--matmul-size', '256', '--data-dir', str(val),
                      '--pipeline-seconds', '1'])

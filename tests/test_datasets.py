@@ -1,4 +1,4 @@
-"""datasets.py: class-folder datasets, their errors, the committed demo, and the dispatcher."""
+"""datasets.py: class-folder datasets, their errors, the committed demo."""
 import io
 import os
 import tarfile
@@ -9,18 +9,11 @@ import pytest
 from PIL import Image
 
 import datasets
+from conftest import REPO
 from datasets import DataError
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 CLASSES = ['cat', 'dog', 'zebra']
 COLOURS = {'cat': (200, 10, 10), 'dog': (10, 200, 10), 'zebra': (10, 10, 200)}
-
-
-def real(name):
-    path = SHARED_DATA / name
-    assert path.exists(), f'real data missing: {path} (clone shared/ beside the repo)'
-    return path
 
 
 def make_folder(root, split, per_class, classes=CLASSES, exts=('.png', '.JPG', '.Bmp')):
@@ -103,8 +96,8 @@ def test_demo_is_committed_small_and_split_as_documented():
         assert image.size == (32, 32) and image.format == 'JPEG'
 
 
-def test_demo_test_images_are_the_real_cifar10_bytes():
-    with tarfile.open(real('cifar10/cifar10-testA-jpeg.tar.gz')) as tar:
+def test_demo_test_images_are_the_real_cifar10_bytes(real_data):
+    with tarfile.open(real_data / 'cifar10' / 'cifar10-testA-jpeg.tar.gz') as tar:
         for name in ('test/cat/0000.jpg', 'test/truck/0019.jpg', 'test/airplane/0007.jpg'):
             assert (REPO / 'demo' / name).read_bytes() == tar.extractfile(name).read()
 
@@ -126,59 +119,3 @@ def test_make_demo_takes_the_first_files_of_each_class_unchanged(tmp_path):
     assert found == ['test/a/0000.jpg', 'test/b/0000.jpg', 'train/a/0000.jpg', 'train/a/0001.jpg',
                      'train/b/0000.jpg', 'train/b/0001.jpg']
     assert (out / 'train/b/0001.jpg').read_bytes() == b'train b 1'
-
-
-def test_load_dataset_dispatch_and_errors(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'mnist': choose one of auto, imagenet, cifar10, folder, demo"):
-        datasets.load_dataset('mnist')
-    with pytest.raises(DataError, match='--data-dir'):
-        datasets.load_dataset('folder')
-    make_folder(tmp_path, 'train', 10)
-    assert datasets.load_dataset('folder', tmp_path).name == 'folder'
-    assert datasets.load_dataset('demo').name == 'demo'
-    assert set(datasets.DATASET_CHOICES) == {'auto', 'imagenet', 'cifar10', 'folder', 'demo'}
-
-
-def devkit_folder(root):
-    """A devkit-layout ImageNet holding the 100 real validation images (no training images)."""
-    (root / 'data').mkdir(parents=True)
-    os.symlink(real('imagenet/meta.mat'), root / 'data' / 'meta.mat')
-    truth = real('imagenet/ILSVRC2012_validation_ground_truth.txt').read_text().split()[:100]
-    (root / 'data' / 'ILSVRC2012_validation_ground_truth.txt').write_text('\n'.join(truth) + '\n')
-    (root / 'ILSVRC2012_img_val').mkdir()
-    for f in sorted(real('imagenet/val').glob('*.JPEG')):
-        os.symlink(f, root / 'ILSVRC2012_img_val' / f.name)
-    return root
-
-
-def test_auto_picks_imagenet_when_a_devkit_folder_is_given(tmp_path, monkeypatch):
-    import cifar10_utils
-    monkeypatch.setattr(cifar10_utils, 'load_cifar10', lambda *a, **k: pytest.fail('CIFAR-10 was loaded'))
-    with pytest.warns(UserWarning, match='training'):                   # no ILSVRC2012_img_train/ here
-        ds = datasets.load_dataset('auto', devkit_folder(tmp_path / 'ILSVRC2012'))
-    assert ds.name == 'imagenet' and ds.num_classes == 1000 and len(ds.val) == 100
-
-
-def test_auto_falls_back_to_cifar10_and_passes_its_options(tmp_path, monkeypatch):
-    import cifar10_utils
-    calls = []
-    monkeypatch.setattr(cifar10_utils, 'load_cifar10', lambda *a, **k: calls.append((a, k)) or 'cifar')
-    monkeypatch.chdir(tmp_path)                                        # no ./ILSVRC2012 here
-    assert datasets.load_dataset('auto', val_size=100, seed=7, md5='abc') == 'cifar'
-    assert datasets.load_dataset('auto', tmp_path / 'cache') == 'cifar'
-    assert datasets.load_dataset('cifar10', tmp_path / 'cache', 0) == 'cifar'
-    got = [(a + tuple(k.values())) for a, k in calls]
-    assert got == [(None, 100, 7, 'abc'), (tmp_path / 'cache', 5000, 0, None), (tmp_path / 'cache', 0, 0, None)]
-
-
-def test_auto_reports_a_broken_imagenet_instead_of_falling_back(tmp_path, monkeypatch):
-    import cifar10_utils
-    monkeypatch.setattr(cifar10_utils, 'load_cifar10', lambda *a, **k: pytest.fail('CIFAR-10 was loaded'))
-    root = tmp_path / 'ILSVRC2012'
-    (root / 'data').mkdir(parents=True)
-    (root / 'data' / 'meta.mat').write_text('not a mat file')
-    with pytest.raises(DataError, match='meta.mat'):
-        datasets.load_dataset('auto', root)
-    monkeypatch.chdir(tmp_path)                                        # ./ILSVRC2012 is the default
-    with pytest.raises(DataError, match='meta.mat'):
-        datasets.load_dataset('imagenet')

@@ -15,7 +15,6 @@ from PIL import Image
 import checkpoints
 import train
 from datasets import DataError
-from schedule import LearningRate
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ['--input-size', '67', '--batch-size', '16', '--save-minutes', '60', '--log-steps', '2']
@@ -169,41 +168,6 @@ def test_plateau_lowers_the_rate_when_validation_stalls(tree, tmp_path):
     assert meta['schedule']['drops'] >= 1 and meta['learning_rate'] < 1e-9
     rates = [v for _, v in events(str(run_dir))['learning_rate']]
     assert rates[0] == pytest.approx(1e-9) and rates[-1] < 1e-9
-
-
-def test_schedule_rules():
-    class A:
-        lr, lr_schedule, lr_steps, patience, min_improvement, max_drops = 0.01, 'plateau', '', 2, 0.01, 1
-    s = LearningRate(A())
-    for epoch, top1 in enumerate([0.1, 0.2, 0.205, 0.2, 0.3, 0.3, 0.3], 1):
-        s.end_epoch(epoch, top1)
-    assert s.rate == pytest.approx(0.001) and s.drops == 1     # stalled twice, then max_drops holds
-    restored = LearningRate(A(), s.state())
-    assert restored.state() == s.state()
-    A.lr_schedule, A.lr_steps = 'step', '2,4'
-    s = LearningRate(A())
-    rates = []
-    for epoch in range(1, 6):
-        s.end_epoch(epoch)
-        rates.append(s.rate)
-    np.testing.assert_allclose(rates, [0.01, 0.001, 0.001, 0.0001, 0.0001])
-
-
-def test_onecycle_rises_then_falls_to_zero_step_by_step():
-    class A:
-        lr, lr_schedule, lr_steps, patience, min_improvement, max_drops = 0.1, 'onecycle', '', 2, 0.01, 3
-        epochs, warmup_epochs = 5, 1
-    s = LearningRate(A())
-    assert s.per_step
-    rates = [s.at_step(step, 10) for step in range(50)]       # 10 steps an epoch
-    assert rates[0] == pytest.approx(0.01) and rates[9] == pytest.approx(0.1)    # linear warm-up
-    assert max(rates) == pytest.approx(0.1) and rates[-1] == pytest.approx(0.1 / 40)
-    assert all(a < b for a, b in zip(rates[:10], rates[1:10])) and all(a > b for a, b in zip(rates[10:], rates[11:]))
-    s.end_epoch(3, 0.5)                                        # epoch ends change nothing
-    assert s.rate == pytest.approx(rates[-1])
-    A.warmup_epochs = 5
-    with pytest.raises(DataError, match='--warmup-epochs'):
-        LearningRate(A())
 
 
 def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
