@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import tensorflow as tf
 
 import alexnet

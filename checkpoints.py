@@ -1,39 +1,41 @@
-"""Checkpoints that carry what is needed to use them, and are never half-written.
+"""Checkpoints that carry what is needed to use them, are checked before use, and are never half-written.
 
 Each checkpoint `DIR/model.ckpt-STEP` (TensorFlow's .index and .data files) has a
-JSON file `DIR/model.ckpt-STEP.json` beside it: dataset, class names, input
-size, mean values, step, epoch, learning rate, schedule state, best metric. The
-JSON is written first (atomically), the weights second; a checkpoint counts
-only when both are complete, so a crash at any moment, even `kill -9` during a
-save, leaves the previous one usable.
+JSON file `DIR/model.ckpt-STEP.json` beside it: dataset, class names, input size,
+mean values, step, epoch, learning rate, schedule state, best metric. A save writes
+the JSON (atomically), then the weights, syncs both to disk, then TensorFlow's
+`checkpoint` state file (so tf.train.latest_checkpoint(DIR) finds it), and only then
+deletes the oldest. A checkpoint is used only when it checks out: its index reads,
+every tensor's bytes are in its .data file, and its JSON parses and names its step.
+A damaged one (a kill -9 or a power loss during a save, a full disk) is skipped with
+a one-line warning, and the newest good one is used.
 
-The run folder holds the latest few checkpoints, `best/` the best by
-validation top-1, and `features/` the conv1..conv5 weights for fine-tuning.
+The run folder holds the latest few checkpoints, `best/` the best by validation
+top-1, and `features/` the conv1..conv5 weights for fine-tuning.
 """
 import glob
 import json
 import os
 import re
+import shutil
+import sys
+
+import tensorflow as tf
 
 from datasets import DataError
+from files import fsync_folder, write_json_atomic
 
 PREFIX = 'model.ckpt'
 BEST_DIR = 'best'
 FEATURES_DIR = 'features'
+STATE_FILE = 'checkpoint'            # TensorFlow's own list of a folder's checkpoints
 DEFAULT_TRAIN_DIR = os.path.join('runs', 'alexnet')
-
-
-def write_json_atomic(path, obj):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
+OWN_FILE = re.compile(re.escape(PREFIX) + r'-\d+(\.|_temp)')   # a checkpoint's files, or a save's leftovers
 
 
 def _step(prefix):
-    return int(re.search(r'-(\d+)$', prefix).group(1))
+    return int(STEP.search(prefix).group(1))
 
 
 def _complete(prefix):
@@ -41,25 +43,56 @@ def _complete(prefix):
             and glob.glob(prefix + '.data-*'))
 
 
+def problem(prefix):
+    """Why the checkpoint at prefix cannot be used (one phrase), or None when it checks out."""
+    if not _complete(prefix):
+        return 'its .index, .data or .json file is missing'
+    try:
+        meta = read_meta(prefix)
+    except (OSError, ValueError) as e:
+        return f'its JSON does not parse ({e.__class__.__name__})'
+    if not isinstance(meta, dict) or meta.get('step') != _step(prefix):
+        return 'its JSON is not the one of this step'
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as e:
+        return f'its index does not read ({e.__class__.__name__})'
+    expected = sum(int(_count(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
+    found = sum(os.path.getsize(p) for p in glob.glob(prefix + '.data-*'))
+    if found < expected:
+        return f'its .data holds {found} of the {expected} bytes its index names (truncated)'
+    return None
+
+
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _warn(message):
+    print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
 def list_checkpoints(directory):
-    """Complete checkpoints in a folder, newest first."""
-    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(directory, PREFIX + '-*.index'))]
+    """Checkpoints of a folder whose files are all there, newest first (not yet checked: see latest)."""
+    prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), PREFIX + '-*.index'))]
+    prefixes = [p for p in prefixes if STEP.search(p)]          # model.ckpt-final.index is not ours
     return sorted((p for p in prefixes if _complete(p)), key=_step, reverse=True)
 
 
-def save(sess, saver, directory, step, meta, keep=3):
-    """Write meta then weights for `step`; keep the newest `keep` checkpoints."""
-    os.makedirs(directory, exist_ok=True)
-    prefix = os.path.join(directory, f'{PREFIX}-{step}')
-    if _complete(prefix):      # e.g. a stop right at an epoch end: never rewrite the only copy of a step
-        return prefix
-    write_json_atomic(prefix + '.json', dict(meta, step=int(step)))
-    saver.save(sess, os.path.join(directory, PREFIX), global_step=step, write_meta_graph=False,
-               write_state=False)
-    for old in list_checkpoints(directory)[keep:]:
-        for path in glob.glob(old + '.*'):
-            os.remove(path)
-    return prefix
+def latest(directory, warn=True):
+    """(prefix, meta) of the newest checkpoint in `directory` that checks out, or None. Damaged newer
+    ones are skipped, each with a one-line warning."""
+    for prefix in list_checkpoints(directory):
+        why = problem(prefix)
+        if why is None:
+            return prefix, read_meta(prefix)
+        if warn:
+            _warn(f'skipped the damaged checkpoint {prefix}: {why}')
+    return None
 
 
 def read_meta(prefix):
@@ -67,14 +100,120 @@ def read_meta(prefix):
         return json.load(f)
 
 
-def latest(directory):
-    """(prefix, meta) of the newest complete checkpoint in `directory`, or None."""
-    found = list_checkpoints(directory)
-    return (found[0], read_meta(found[0])) if found else None
-
-
 def has_checkpoints(train_dir):
     return bool(list_checkpoints(train_dir) or list_checkpoints(os.path.join(train_dir, BEST_DIR)))
+
+
+def _clean_leftovers(directory):
+    """What an interrupted save leaves: TensorFlow's *_temp folders, half-written JSON, files of a step
+    without its index."""
+    for path in glob.glob(os.path.join(glob.escape(directory), PREFIX + '-*_temp*')):
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    for path in glob.glob(os.path.join(glob.escape(directory), PREFIX + '-*.json.tmp-*')):
+        os.remove(path)
+
+
+def _remove(prefix):
+    for path in glob.glob(glob.escape(prefix) + '.*'):
+        os.remove(path)
+    shutil.rmtree(prefix + '_temp', ignore_errors=True)
+
+
+def _fsync(path):
+    with open(path, 'rb') as f:
+        os.fsync(f.fileno())
+
+
+def write_state(directory, leaving=()):
+    """TensorFlow's `checkpoint` file naming this folder's good checkpoints but `leaving` (about to be
+    deleted), newest last, as relative paths (a moved run folder still works); written atomically."""
+    good = [p for p in list_checkpoints(directory) if p not in leaving and problem(p) is None]
+    if good:
+        names = [os.path.basename(p) for p in reversed(good)]
+        tf.compat.v1.train.update_checkpoint_state(directory, names[-1], all_model_checkpoint_paths=names)
+
+
+def save(sess, saver, directory, step, meta, keep=3):
+    """Write meta then weights for `step`, sync them, name them in the state file, then keep the newest
+    `keep` checkpoints. A failed save (a full disk) removes its own files and raises a DataError: the
+    earlier checkpoints stay as they were."""
+    os.makedirs(directory, exist_ok=True)
+    prefix = os.path.join(directory, f'{PREFIX}-{step}')
+    if problem(prefix) is None:      # e.g. a stop right at an epoch end: never rewrite the only copy of a step
+        return prefix
+    _clean_leftovers(directory)
+    _remove(prefix)
+    try:
+        write_json_atomic(prefix + '.json', dict(meta, step=int(step)))
+        saver.save(sess, os.path.join(directory, PREFIX), global_step=step, write_meta_graph=False,
+                   write_state=False)
+        for path in glob.glob(glob.escape(prefix) + '.*'):
+            _fsync(path)
+        fsync_folder(directory)
+    except (OSError, tf.errors.OpError) as e:
+        _remove(prefix)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else (getattr(e, 'message', '') or str(e))
+        kept = latest(directory, warn=False)
+        raise DataError(f'could not save the checkpoint {prefix}: {reason.splitlines()[0]}; free some disk space '
+                        f'and continue with -resume from '
+                        f'{kept[0] if kept else "the start (no checkpoint was kept)"}') from None
+    old = list_checkpoints(directory)[keep:]
+    write_state(directory, leaving=old)        # never names a checkpoint about to go
+    for prefix_old in old:
+        _remove(prefix_old)
+    return prefix
+
+
+def run_files(train_dir):
+    """The files and folders of this project's run in train_dir (what -scratch --overwrite deletes):
+    checkpoints, their JSON, the state file, TensorBoard's event files, best/ and features/."""
+    own = []
+    for folder in (train_dir, os.path.join(train_dir, BEST_DIR), os.path.join(train_dir, FEATURES_DIR)):
+        own += [p for p in glob.glob(os.path.join(glob.escape(folder), PREFIX + '-*'))
+                if OWN_FILE.match(os.path.basename(p))]
+        if os.path.isfile(os.path.join(folder, STATE_FILE)):
+            own.append(os.path.join(folder, STATE_FILE))
+    own += glob.glob(os.path.join(glob.escape(train_dir), 'events.out.tfevents.*'))
+    return own
+
+
+def delete_run(train_dir):
+    """Delete this project's run files in train_dir (run_files), and best/ and features/ when that empties
+    them; nothing else of the folder is touched."""
+    for path in run_files(train_dir):
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    for sub in (BEST_DIR, FEATURES_DIR):
+        folder = os.path.join(train_dir, sub)
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+
+
+def repair_best(train_dir, meta):
+    """Make best/ hold the checkpoint the run's JSON calls its best, when an interrupted epoch end left
+    it behind (the latest saved, best/ not yet): copied from the run folder when that step is there."""
+    best = meta.get('best') if meta else None
+    if not best:
+        return
+    folder = os.path.join(train_dir, BEST_DIR)
+    have = latest(folder, warn=False)
+    if have and have[1]['step'] >= best['step']:
+        return
+    source = os.path.join(train_dir, f'{PREFIX}-{best["step"]}')
+    if problem(source) is not None:
+        _warn(f'{folder} is behind the run (its best was step {best["step"]}, no longer kept): it updates '
+              'at the next improvement')
+        return
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, os.path.basename(source))
+    for path in glob.glob(glob.escape(source) + '.*'):
+        if not path.endswith('.json'):
+            shutil.copyfile(path, target + path[len(source):] + '.tmp')
+            os.replace(target + path[len(source):] + '.tmp', target + path[len(source):])
+    write_json_atomic(target + '.json', dict(read_meta(source), best=best))
+    for old in list_checkpoints(folder)[1:]:
+        _remove(old)
+    write_state(folder)
+    _warn(f'{folder} was behind the run: restored its best checkpoint, step {best["step"]}')
 
 
 def for_use(train_dir=None, checkpoint=None):
@@ -86,8 +225,12 @@ def for_use(train_dir=None, checkpoint=None):
             found = latest(prefix)
             if found:
                 return found
-        elif _complete(prefix):
-            return prefix, read_meta(prefix)
+        else:
+            why = problem(prefix) if STEP.search(prefix) else 'it is not a model.ckpt-STEP prefix'
+            if why is None:
+                return prefix, read_meta(prefix)
+            raise DataError(f'no usable checkpoint at {checkpoint}: {why}; give a folder of checkpoints or '
+                            f'a prefix such as runs/alexnet/model.ckpt-1000 (with its .index and .json)')
         raise DataError(f'no usable checkpoint at {checkpoint}: give a folder of checkpoints or '
                         f'a prefix such as runs/alexnet/model.ckpt-1000 (with its .index and .json)')
     train_dir = train_dir or DEFAULT_TRAIN_DIR

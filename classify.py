@@ -19,6 +19,7 @@ import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')   # decoding errors are reported per image, below
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
 import tensorflow as tf
 

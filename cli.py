@@ -17,7 +17,12 @@ TOP_K = 5                 # the paper reports top-1 and top-5 error rates
 
 
 class Parser(argparse.ArgumentParser):
-    """A bad flag value gets one line (no usage dump), naming --help."""
+    """A bad flag value gets one line (no usage dump), naming --help; --verbose for quiet.py."""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument('--verbose', action='store_true',
+                          help='show TensorFlow\'s start-up messages (also ALEXNET_VERBOSE=1)')
+
     def error(self, message):
         self.exit(2, f'error: {message} (see --help)\n')
 

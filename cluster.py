@@ -317,8 +317,7 @@ def run_worker(a, meta, ds):
     tf.get_logger().setLevel('ERROR')      # the TF1 APIs' deprecation notices
     spec, server = start_server(a)
     chief = a.task_index == 0
-    if chief:
-        trainer.prepare_run_folder(a)
+    lock = trainer.prepare_run_folder(a) if chief else None
     if a.validate is None or not chief:
         a.validate = chief and ds.val is not None
     with tf.Graph().as_default():
@@ -345,3 +344,5 @@ def run_worker(a, meta, ds):
         finally:
             if worker:
                 worker.close()
+            if lock:
+                lock.release()

@@ -13,7 +13,7 @@ import glob
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import tensorflow as tf
 
 import checkpoints

@@ -6,9 +6,8 @@ counted in NumPy.
 """
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
-
 import alexnet
+import progress
 
 
 def crop_probabilities(crops, num_classes, devices=None):
@@ -32,14 +31,14 @@ def top_k_hits(probs, labels, k):
     return (top == np.asarray(labels)[:, None]).any(axis=1)
 
 
-def run(sess, probs, labels, init_op=None, total=None, top_k=5, progress=True, desc='eval',
+def run(sess, probs, labels, init_op=None, total=None, top_k=5, show_progress=True, desc='eval',
         feed_dict=None):
     """Run an evaluation iterator to its end. Returns dict(top1, topk, loss, count, k)."""
     if init_op is not None:
         sess.run(init_op, feed_dict)
     hits1 = hitsk = count = 0
     loss = 0.0
-    bar = tqdm(total=total, desc=desc, unit='img', disable=not progress, leave=False)
+    bar = progress.bar(total=total, desc=desc, unit='img', disable=not show_progress, leave=False)
     while True:
         try:
             p, y = sess.run([probs, labels], feed_dict)
@@ -49,8 +48,8 @@ def run(sess, probs, labels, init_op=None, total=None, top_k=5, progress=True, d
         hitsk += int(top_k_hits(p, y, top_k).sum())
         loss -= float(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).sum())
         count += len(y)
+        bar.set_postfix_str(f'top-1 {100 * hits1 / count:.2f}% top-{top_k} {100 * hitsk / count:.2f}%', refresh=False)
         bar.update(len(y))
-        bar.set_postfix_str(f'top-1 {100 * hits1 / count:.2f}% top-{top_k} {100 * hitsk / count:.2f}%')
     bar.close()
     n = max(count, 1)
     return dict(top1=hits1 / n, topk=hitsk / n, loss=loss / n, count=count,

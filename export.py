@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
 import tensorflow as tf
 

@@ -3,9 +3,14 @@
 Every JSON the project writes (checkpoint metadata, results, shard indexes) goes
 through write_json_atomic: a temporary file beside the target, flushed to disk,
 then renamed over it, then the folder synced so the rename survives a power loss.
+FolderLock keeps a second trainer out of a run folder.
 """
+import fcntl
 import json
 import os
+import socket
+
+from datasets import DataError
 
 
 def fsync_folder(folder):
@@ -37,3 +42,29 @@ def write_json_atomic(path, obj, indent=1):
             os.remove(tmp)
         raise
     fsync_folder(os.path.dirname(path))
+
+
+LOCK_FILE = '.lock'
+
+
+class FolderLock:
+    """An exclusive lock on a folder (a run folder: one trainer at a time), held until release() or the
+    process ends, a kill -9 included (the operating system drops it). The lock file names the holder."""
+
+    def __init__(self, folder):
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self.fd, 200).decode(errors='replace').strip() or 'another process'
+            os.close(self.fd)
+            raise DataError(f'{folder} is in use by {holder}: wait for it to finish, stop it, or choose '
+                            f'another --train-dir') from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f'process {os.getpid()} on {socket.gethostname()}\n'.encode())
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -21,6 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
 import tensorflow as tf
 

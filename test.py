@@ -9,10 +9,9 @@ Each image's crops go through the network together and their softmax outputs are
 averaged; top-1 and top-5 are counted over the test split (or the validation split
 when the dataset has no test split, as ImageNet).
 """
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import tensorflow as tf
 
 import alexnet
@@ -99,7 +98,7 @@ def evaluate_checkpoint(a):
         with tf.compat.v1.Session(config=alexnet.session_config(a.precision, devices)) as sess:
             evaluate.restore_weights(sess, prefix)
             r = evaluate.run(sess, probs, labels, total=len(split), top_k=a.top_k,
-                             progress=not a.no_progress, desc=f'{which} ({words})')
+                             show_progress=not a.no_progress, desc=f'{which} ({words})')
     return dict(top1=r['top1'], topk=r['topk'], k=r['k'], loss=r['loss'], images=r['count'],
                 skipped=list(split.skipped), checkpoint=prefix, step=meta.get('step'), dataset=name,
                 split=which, crops=mode, num_crops=n, crop_words=words, seed=a.seed)

@@ -9,10 +9,11 @@ by 10 when the validation error stops improving. Checkpoints, TensorBoard logs
 and the best model go into the run folder (--train-dir, default runs/alexnet).
 """
 import argparse
+import math
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import alexnet
 import checkpoints
 import cli
@@ -122,11 +123,20 @@ def settle_args(args):
                         f'(or point --train-dir at an earlier run)')
     meta = found[1] if found else None
     if meta:
+        if not isinstance(meta.get('args'), dict) or not isinstance(meta.get('schedule'), dict):
+            raise DataError(f'{found[0]}.json lacks the run\'s settings ("args", "schedule"): it was not written '
+                            f'by train.py, or was edited; restore it, or start a new run with -scratch')
         settled.update(meta['args'])
+        settled['train_dir'] = train_dir            # where the run is now, wherever it was made
         for key in FIXED_ON_RESUME:
             if key in given and given[key] != meta['args'].get(key):
                 raise DataError(f'--{key.replace("_", "-")} cannot change on -resume (the run used '
                                 f'{meta["args"].get(key)}); start a new run with -scratch instead')
+        if 'fp16' in (given.get('precision'), meta['args'].get('precision')) and \
+                given.get('precision', 'fp16') != meta['args'].get('precision'):
+            raise DataError(f'--precision cannot change to or from fp16 on -resume (the run used '
+                            f'{meta["args"].get("precision")}; fp16 adds the loss scale to the checkpoint); '
+                            f'start a new run with -scratch instead')
     settled.update(given)
     a = argparse.Namespace(**settled, scratch=args.scratch, resume=args.resume, overwrite=args.overwrite,
                            explicit_lr=args.resume and 'lr' in given)
@@ -135,8 +145,19 @@ def settle_args(args):
             raise DataError(f'--{key.replace("_", "-")} must be at least 1, got {getattr(a, key)}')
     if a.max_steps is not None and a.max_steps < 1:
         raise DataError(f'--max-steps must be at least 1, got {a.max_steps}')
+    for key in ('lr', 'momentum', 'weight_decay', 'min_improvement', 'save_minutes', 'warmup_epochs',
+                'label_smoothing', 'dropout'):
+        if not math.isfinite(getattr(a, key)):
+            raise DataError(f'--{key.replace("_", "-")} must be a finite number, got {getattr(a, key)}')
     if a.lr <= 0 or a.momentum < 0 or a.weight_decay < 0:
         raise DataError('--lr must be positive and --momentum, --weight-decay not negative')
+    for key in ('seed', 'save_steps', 'val_size'):
+        if getattr(a, key) < 0:
+            raise DataError(f'--{key.replace("_", "-")} must not be negative, got {getattr(a, key)}')
+    if a.save_minutes <= 0 or a.min_improvement < 0:
+        raise DataError('--save-minutes must be positive and --min-improvement not negative')
+    if os.path.exists(a.train_dir) and not os.path.isdir(a.train_dir):
+        raise DataError(f'--train-dir {a.train_dir} is a file: give a folder for the run')
     if not 0 <= a.label_smoothing < 1:
         raise DataError(f'--label-smoothing must be in [0, 1), got {a.label_smoothing}')
     if not 0 <= a.dropout < 1:
@@ -161,11 +182,30 @@ def settle_args(args):
     return a, meta
 
 
-def load_data(a):
+def check_same_classes(ds, meta):
+    """-resume: the dataset must have the checkpoint's classes, in its order (a renamed class folder
+    would silently permute the labels)."""
+    if list(ds.class_names) != list(meta['class_names']):
+        changed = [f'{i}: {old!r} -> {new!r}' for i, (old, new) in
+                   enumerate(zip(meta['class_names'], ds.class_names)) if old != new][:3]
+        raise DataError(f'the {ds.name} data has other classes than the run ({len(ds.class_names)} now, '
+                        f'{len(meta["class_names"])} in the checkpoint'
+                        f'{"; " + ", ".join(changed) if changed else ""}): give the run\'s data, or start '
+                        f'a new run with -scratch')
+
+
+def load_data(a, meta=None):
+    """The run's Dataset (on -resume, checked against the checkpoint's classes, with its mean)."""
     if a.synthetic:
         names = [f'class_{i}' for i in range(a.num_classes)]
         return datasets.Dataset('synthetic', names, mean=(0.0, 0.0, 0.0))
     ds = data.load_dataset(a.dataset, a.data_dir, val_size=a.val_size, seed=a.seed, md5=a.md5)
+    if meta:
+        check_same_classes(ds, meta)
+        ds.mean = tuple(meta['mean'])     # measured once, by the first run: a resumed run sees the same pixels
+    if ds.num_classes < 2:
+        raise DataError(f'the {ds.name} data has {ds.num_classes} class ({", ".join(ds.class_names)}): a '
+                        f'classifier needs at least 2 class folders')
     if ds.train is None or len(ds.train) < a.batch_size:
         raise DataError(f'the {ds.name} training set has {len(ds.train) if ds.train else 0} images, '
                         f'fewer than one batch of {a.batch_size}: lower --batch-size')
@@ -175,7 +215,7 @@ def load_data(a):
 
 def train(a, meta):
     """Load the data, then train here (trainer.py) or as one task of a cluster (cluster.py)."""
-    ds = load_data(a)
+    ds = load_data(a, meta)
     if a.job_name:
         return cluster.run_worker(a, meta, ds)
     return trainer.run(a, meta, ds)

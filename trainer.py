@@ -9,21 +9,21 @@ and checkpoints (checkpoints.py): the latest, best/ and optionally features/. cl
 builds its ClusterTrainer on this class.
 """
 import os
-import shutil
 import signal
 import time
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 import alexnet
 import checkpoints
 import evaluate
 import parallel
 import preprocessing
+import progress
 import recipe
 from datasets import DataError
+from files import FolderLock
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
@@ -61,13 +61,15 @@ class StopRequest:
 
 
 def prepare_run_folder(a):
-    """The run folder, made; -scratch refuses one with checkpoints unless --overwrite, which deletes it."""
-    if a.scratch and checkpoints.has_checkpoints(a.train_dir):
-        if not a.overwrite:
-            raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
-                            f'choose another --train-dir, or add --overwrite to delete them')
-        shutil.rmtree(a.train_dir)
+    """The run folder, made and locked (one trainer at a time). -scratch refuses one with checkpoints
+    unless --overwrite: that run's files are deleted later, once the new run is ready (Trainer)."""
+    if os.path.exists(a.train_dir) and not os.path.isdir(a.train_dir):
+        raise DataError(f'--train-dir {a.train_dir} is a file: give a folder for the run')
+    if a.scratch and checkpoints.has_checkpoints(a.train_dir) and not a.overwrite:
+        raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
+                        f'choose another --train-dir, or add --overwrite to delete them')
     os.makedirs(a.train_dir, exist_ok=True)
+    return FolderLock(a.train_dir)
 
 
 def learning_rate_schedule(a, state=None):
@@ -128,15 +130,20 @@ def warm_start(sess, model_path):
 
 def run(a, meta, ds):
     """Train on one machine: the run folder, then the loop; the exit code."""
-    prepare_run_folder(a)
-    if a.validate is None:
-        a.validate = ds.val is not None
-    with tf.Graph().as_default():
-        trainer = Trainer(a, meta, ds)
-        try:
-            return trainer.loop()
-        finally:
-            trainer.close()
+    lock = prepare_run_folder(a)
+    try:
+        if meta:
+            checkpoints.repair_best(a.train_dir, meta)
+        if a.validate is None:
+            a.validate = ds.val is not None
+        with tf.Graph().as_default():
+            trainer = Trainer(a, meta, ds)
+            try:
+                return trainer.loop()
+            finally:
+                trainer.close()
+    finally:
+        lock.release()
 
 
 class Epoch:
@@ -191,6 +198,8 @@ class Trainer:
 
         self.sess = self.session(meta)
         self.step = int(self.sess.run(self.global_step))
+        if a.scratch and a.overwrite and self.is_chief:     # the new run is ready: now the old one goes
+            checkpoints.delete_run(a.train_dir)
         self.writer = self.is_chief and tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
         self.stop = StopRequest()
         self.last_save = time.time()
@@ -284,17 +293,16 @@ class Trainer:
         """Steps until the epoch ends, last_step is reached or a signal asks to stop; then the epoch's end."""
         a, spe = self.a, self.steps_per_epoch
         epoch = Epoch(self.step // spe)
-        bar = tqdm(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}',
-                   dynamic_ncols=True)
+        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
         try:
             while self.step < last_step and not self.stop.signal:
                 tic, before = time.time(), self.step
                 out = self.step_once(with_summary=not epoch.losses and self.is_chief)
                 epoch.add(out['loss'], out['accuracy'], a.batch_size / (time.time() - tic))
-                bar.update(self.step - before)
                 loss, (top1, _) = epoch.recent()
                 bar.set_postfix_str(f'loss {loss:.3f} top-1 {100 * top1:.1f}% lr {self.schedule.rate:.2g} '
-                                    f'{epoch.speed:.0f} img/s')
+                                    f'{epoch.speed:.0f} img/s', refresh=False)
+                bar.update(self.step - before)
                 self.log_steps(epoch)
                 if self.step // spe > epoch.index:
                     break
@@ -359,9 +367,9 @@ class Trainer:
             line += f' | lr {old_rate:g} -> {self.schedule.rate:g}'
         scalars(self.writer, self.step, values)
         self.writer.flush()
-        self.save()
-        if improved:
+        if improved:       # best/ first: a kill between the two saves leaves no best the JSON does not have
             self.save(checkpoints.BEST_DIR, self.best_saver, 1)
+        self.save()
         if a.save_features:
             self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
         print(f'{line} | {seconds / 60:.1f} min', flush=True)

@@ -289,6 +289,44 @@ def test_fast_normalisation_matches_tensorflows_op_with_gradients():
         assert sum(op.type == 'LRN' for op in graph.get_operations()) == want, (devices, portable)
 
 
+@pytest.mark.parametrize('constants', [alexnet.CAFFE_LRN, alexnet.LRN(1, 1.5, 3e-4, 0.6)],
+                         ids=['caffe', 'pow-fallback'])
+@pytest.mark.parametrize('data_format', ['NHWC', 'NCHW'])
+def test_fast_normalisation_with_other_constants_matches_tensorflows_op(constants, data_format):
+    """lrn_constants reach both paths: the fast one (s^-0.75 trick, tf.pow for another beta) equals
+    TensorFlow's op with the same constants, values and gradient."""
+    rng = np.random.default_rng(8)
+    a = rng.normal(0, 60, size=(3, 4, 4, 48)).astype(np.float32)   # Caffe's smaller alpha needs larger values
+    g = rng.normal(0, 1, size=a.shape).astype(np.float32)
+    to_fmt = (lambda t: tf.transpose(t, [0, 3, 1, 2])) if data_format == 'NCHW' else (lambda t: t)
+    from_fmt = (lambda t: tf.transpose(t, [0, 2, 3, 1])) if data_format == 'NCHW' else (lambda t: t)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        x = tf.constant(a)
+        fast = from_fmt(alexnet.lrn('lrn', to_fmt(x), data_format=data_format, lrn_constants=constants))
+        ref = tf.nn.local_response_normalization(x, *constants)
+        grads = [tf.gradients(o, x, grad_ys=tf.constant(g))[0] for o in (fast, ref)]
+        fast, ref, (fast_grad, ref_grad) = sess.run([fast, ref, grads])
+        paper = sess.run(alexnet.lrn('paper', x))
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_grad, ref_grad, rtol=1e-4, atol=1e-6)
+    assert np.abs(ref_grad - g / constants.bias ** constants.beta).max() > 1e-2   # the window term matters
+    assert np.abs(paper - ref).max() > 1e-2                                        # not the paper's constants
+
+
+def test_inference_passes_the_lrn_constants_to_every_lrn():
+    for constants, want in ((None, alexnet.PAPER_LRN), (alexnet.CAFFE_LRN, alexnet.CAFFE_LRN),
+                            ([2, 1.0, 2e-05, 0.75], alexnet.CAFFE_LRN)):   # a JSON list works too
+        with tf.Graph().as_default() as graph:
+            extra = {} if constants is None else dict(lrn_constants=constants)
+            alexnet.inference(tf.zeros([1, 67, 67, 3]), 10, devices=TWO_CPUS, portable=True, **extra)
+        ops = [op for op in graph.get_operations() if op.type == 'LRN']
+        assert len(ops) == 4
+        for op in ops:
+            got = alexnet.LRN(*(op.get_attr(k) for k in ('depth_radius', 'bias', 'alpha', 'beta')))
+            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=op.name)
+    assert alexnet.CAFFE_LRN.alpha * (2 * alexnet.CAFFE_LRN.depth_radius + 1) == pytest.approx(1e-4)
+
+
 def test_data_format_follows_the_devices_and_is_checked():
     assert alexnet.default_data_format(TWO_CPUS) == 'NHWC'
     assert alexnet.default_data_format(('/gpu:0', '/gpu:0')) == 'NCHW'

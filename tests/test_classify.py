@@ -1,7 +1,6 @@
 """classify.py: image formats, the scores against an independent evaluation, output, bad inputs."""
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,16 +8,15 @@ from PIL import Image
 
 import checkpoints
 import classify
-from test_test import CLASSES, make_run, network_probabilities, ten_crops
+from conftest import TEST_DATA
+from helpers import EVAL_CLASSES as CLASSES, make_run, network_probabilities, ten_crops
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
-JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
-GRAY_JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000034.JPEG'   # the grayscale one
+JPEG = TEST_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
+GRAY_JPEG = TEST_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000034.JPEG'   # the grayscale one
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    assert JPEG.is_file() and GRAY_JPEG.is_file(), f'the real data is missing: {SHARED_DATA}'
     root = tmp_path_factory.mktemp('classify')
     tree, run_dir = make_run(root)
     prefix, meta = checkpoints.for_use(str(run_dir))

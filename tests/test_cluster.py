@@ -18,8 +18,9 @@ from PIL import Image
 import alexnet
 import checkpoints
 import train
+from conftest import REPO
+from helpers import variables
 
-REPO = Path(__file__).resolve().parents[1]
 WAIT = 150            # seconds: the longest any single wait in these tests may take
 STOP = 60             # seconds: how soon a worker must stop once its parameter server is gone
 
@@ -51,11 +52,6 @@ def initial_weights(prefix):
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             return tf.compat.v1.train.Saver().save(sess, str(prefix))
-
-
-def variables(prefix):
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
 
 
 class Task:

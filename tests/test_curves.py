@@ -1,11 +1,11 @@
 """curves.py: scalars from event files (resumed runs included) to a PNG."""
 import numpy as np
-import pytest
 import tensorflow as tf
 from skimage import io
 
 import checkpoints
 import curves
+
 
 
 def write_events(folder, points):

@@ -5,7 +5,7 @@ import cifar10_utils
 import data
 import imagenet_utils
 from datasets import DataError
-from test_datasets import make_folder
+from helpers import make_folder
 
 
 def test_load_dataset_dispatch_and_errors(tmp_path):

@@ -1,6 +1,5 @@
 """datasets.py: class-folder datasets, their errors, the committed demo."""
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -11,23 +10,7 @@ from PIL import Image
 import datasets
 from conftest import REPO
 from datasets import DataError
-
-CLASSES = ['cat', 'dog', 'zebra']
-COLOURS = {'cat': (200, 10, 10), 'dog': (10, 200, 10), 'zebra': (10, 10, 200)}
-
-
-def make_folder(root, split, per_class, classes=CLASSES, exts=('.png', '.JPG', '.Bmp')):
-    """root/split/<class>/ with per_class flat-colour images in mixed formats, and a non-image file."""
-    for c in classes:
-        d = root / split / c
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            ext = exts[i % len(exts)]
-            fmt = {'.png': 'PNG', '.jpg': 'JPEG', '.bmp': 'BMP'}[ext.lower()]
-            Image.new('RGB', (12, 10), COLOURS.get(c, (99, 99, 99))).save(d / f'{i:03d}{ext}', fmt, quality=100)
-        (d / 'notes.txt').write_text('not an image')
-    return root
-
+from helpers import FOLDER_CLASSES as CLASSES, FOLDER_COLOURS as COLOURS, make_folder
 
 def test_load_folder_with_val_and_test_folders(tmp_path):
     for split, n in (('train', 6), ('val', 2), ('test', 3)):

@@ -1,7 +1,6 @@
 """export.py: the SavedModel's signatures and the TFLite models agree with classify.py --center."""
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +10,15 @@ import checkpoints
 import classify
 import export
 import preprocessing
-from test_test import CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
+from conftest import TEST_DATA
+from helpers import EVAL_CLASSES as CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
-JPEG = SHARED_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
+JPEG = TEST_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
 
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """A run, its SavedModel and float TFLite model (one export), and an int8 TFLite model (another)."""
-    assert JPEG.is_file(), f'the real data is missing: {SHARED_DATA}'
     root = tmp_path_factory.mktemp('export')
     tree, run_dir = make_run(root)
     prefix, meta = checkpoints.for_use(str(run_dir))

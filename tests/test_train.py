@@ -1,11 +1,12 @@
 """train.py: learning, exact resume, crash safety, signals, schedule, logs, errors."""
 import glob
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,43 +15,19 @@ from PIL import Image
 
 import checkpoints
 import train
-from datasets import DataError
+from conftest import REPO
+from helpers import make_learnable_tree, variables
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ['--input-size', '67', '--batch-size', '16', '--save-minutes', '60', '--log-steps', '2']
-
-
-def make_tree(root, classes=4, train_per_class=32, val_per_class=8, seed=0):
-    """A learnable class-folder dataset: each class a colour with a stripe direction, plus noise."""
-    rng = np.random.default_rng(seed)
-    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
-    for split, n in (('train', train_per_class), ('val', val_per_class)):
-        for c in range(classes):
-            folder = root / split / f'class{c}'
-            folder.mkdir(parents=True)
-            for i in range(n):
-                img = np.full((40, 40, 3), colours[c], np.float32)
-                if c % 2:
-                    img[::4] *= 0.3
-                else:
-                    img[:, ::4] *= 0.3
-                img += rng.normal(0, 25, img.shape)
-                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f'{i}.png')
-    return root
 
 
 @pytest.fixture(scope='module')
 def tree(tmp_path_factory):
-    return make_tree(tmp_path_factory.mktemp('data'))
+    return make_learnable_tree(tmp_path_factory.mktemp('data'))
 
 
 def run_train(*args):
     return train.main([str(a) for a in args])
-
-
-def variables(prefix):
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
 
 
 def events(train_dir):
@@ -133,6 +110,16 @@ def test_scratch_refuses_to_overwrite_and_resume_needs_a_run(tree, tmp_path, cap
     (['--synthetic', '--input-size', '40'], 'too small'),
     (['--synthetic', '--devices', 'gpu0'], 'bad device string'),
     (['--synthetic', '--lr-schedule', 'step'], 'needs --lr-steps'),
+    (['--synthetic', '--lr', 'nan'], '--lr must be a finite number'),
+    (['--synthetic', '--lr', 'inf'], '--lr must be a finite number'),
+    (['--synthetic', '--lr', '-0.1'], '--lr must be positive'),
+    (['--synthetic', '--momentum', 'nan'], '--momentum must be a finite number'),
+    (['--synthetic', '--weight-decay', 'nan'], '--weight-decay must be a finite number'),
+    (['--synthetic', '--min-improvement', 'nan'], '--min-improvement must be a finite number'),
+    (['--synthetic', '--save-minutes', 'nan'], '--save-minutes must be a finite number'),
+    (['--synthetic', '--save-minutes', '0'], '--save-minutes must be positive'),
+    (['--synthetic', '--save-steps', '-5'], '--save-steps must not be negative'),
+    (['--synthetic', '--seed', '-1'], '--seed must not be negative'),
 ])
 def test_bad_values_get_one_line_errors(argv, message, tmp_path, capsys):
     assert run_train('-scratch', '--train-dir', tmp_path / 'run', *argv) == 2
@@ -278,14 +265,95 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     assert checkpoints.latest(str(run_dir))[1]['step'] == saved + 2
 
 
-def test_a_second_save_of_the_same_step_leaves_the_first_alone(tmp_path):
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        v = tf.compat.v1.get_variable('v', [3], initializer=tf.compat.v1.zeros_initializer())
-        sess.run(tf.compat.v1.global_variables_initializer())
-        saver = tf.compat.v1.train.Saver()
-        prefix = checkpoints.save(sess, saver, str(tmp_path), 7, {'note': 'first'})
-        stamps = {p: os.stat(p).st_mtime_ns for p in glob.glob(prefix + '.*')}
-        sess.run(v.assign([1.0, 2.0, 3.0]))
-        assert checkpoints.save(sess, saver, str(tmp_path), 7, {'note': 'second'}) == prefix
-    assert {p: os.stat(p).st_mtime_ns for p in glob.glob(prefix + '.*')} == stamps
-    assert checkpoints.read_meta(prefix)['note'] == 'first'
+def test_one_class_and_a_file_as_the_run_folder_are_one_line_errors(tmp_path, capsys):
+    one = tmp_path / 'one' / 'train' / 'cats'
+    one.mkdir(parents=True)
+    for i in range(4):
+        Image.new('RGB', (8, 8), (i, 0, 0)).save(one / f'{i}.png')
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tmp_path / 'one', '--train-dir',
+                     tmp_path / 'run', *SMALL) == 2
+    assert 'needs at least 2 class folders' in capsys.readouterr().err
+    (tmp_path / 'a_file').write_text('mine')
+    assert run_train('-scratch', '--synthetic', '--train-dir', tmp_path / 'a_file', *SMALL) == 2
+    err = capsys.readouterr().err
+    assert 'is a file' in err and err.count('\n') == 1 and (tmp_path / 'a_file').read_text() == 'mine'
+
+
+def test_overwrite_deletes_only_the_runs_files_once_the_new_run_is_ready(tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    args = ['--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL]
+    assert run_train('-scratch', '--max-steps', 2, *args) == 0
+    (run_dir / 'notes.txt').write_text('mine')
+    (run_dir / 'plots').mkdir()
+    (run_dir / 'plots' / 'a.png').write_bytes(b'png')
+    old = checkpoints.latest(str(run_dir))[0]
+    # the old run's own checkpoint is read (warm start) before anything is deleted
+    assert run_train('-scratch', '--overwrite', '--max-steps', 1, '--model_path', old, *args) == 0
+    assert 'weights from' in capsys.readouterr().out
+    assert (run_dir / 'notes.txt').read_text() == 'mine' and (run_dir / 'plots' / 'a.png').is_file()
+    assert [os.path.basename(p) for p in checkpoints.list_checkpoints(str(run_dir))] == ['model.ckpt-1']
+    assert len(glob.glob(str(run_dir / 'events.out.tfevents.*'))) == 1
+    (run_dir / 'model.ckpt-1.index').unlink()             # a failing new run deletes nothing
+    assert run_train('-scratch', '--overwrite', '--model_path', tmp_path / 'none', *args) == 2
+    assert (run_dir / 'model.ckpt-1.json').is_file() and (run_dir / 'notes.txt').is_file()
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused(tmp_path, capsys):
+    from files import FolderLock
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    lock = FolderLock(str(run_dir))
+    try:
+        assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert f'is in use by process {os.getpid()}' in err and err.count('\n') == 1
+    assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir, '--max-steps', 1,
+                     *SMALL) == 0
+
+
+def test_resume_of_a_moved_run_uses_the_folder_it_is_in(tmp_path, monkeypatch):
+    args = ['--synthetic', '--num-classes', 4, *SMALL]
+    assert run_train('-scratch', '--train-dir', tmp_path / 'made_here', '--max-steps', 1, *args) == 0
+    os.rename(tmp_path / 'made_here', tmp_path / 'moved')
+    assert run_train('-resume', '--train-dir', tmp_path / 'moved', '--max-steps', 2) == 0
+    assert checkpoints.latest(str(tmp_path / 'moved'))[1]['step'] == 2
+    assert not (tmp_path / 'made_here').exists()
+    monkeypatch.chdir(tmp_path)                          # no --train-dir: the default folder, found there
+    os.makedirs('runs')
+    os.rename(tmp_path / 'moved', tmp_path / 'runs' / 'alexnet')
+    assert run_train('-resume', '--max-steps', 3) == 0
+    assert checkpoints.latest('runs/alexnet')[1]['args']['train_dir'] == 'runs/alexnet'
+
+
+def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    data = tmp_path / 'data'
+    shutil.copytree(tree, data)
+    common = ['--dataset', 'folder', '--data-dir', data, '--train-dir', run_dir, *SMALL]
+    assert run_train('-scratch', '--max-steps', 2, *common) == 0
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 3) == 0
+    newest = checkpoints.list_checkpoints(str(run_dir))[0]
+    with open(newest + '.index', 'r+b') as f:                  # a kill -9 during the save of step 3
+        f.truncate(10)
+    capsys.readouterr()
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 4) == 0
+    err = capsys.readouterr().err
+    assert 'skipped the damaged checkpoint' in err and 'model.ckpt-3' in err
+    assert checkpoints.latest(str(run_dir), warn=False)[1]['step'] == 4
+    meta = checkpoints.latest(str(run_dir))[1]
+    assert run_train('-resume', '--train-dir', run_dir, '--precision', 'fp16') == 2
+    assert 'cannot change to or from fp16' in capsys.readouterr().err
+    os.rename(data / 'train' / 'class1', data / 'train' / 'renamed')
+    os.rename(data / 'val' / 'class1', data / 'val' / 'renamed')
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 5) == 2
+    assert "other classes than the run" in capsys.readouterr().err
+    edited = dict(meta)
+    del edited['args']
+    with open(checkpoints.latest(str(run_dir))[0] + '.json', 'w') as f:
+        json.dump(edited, f)
+    assert run_train('-resume', '--train-dir', run_dir) == 2
+    err = capsys.readouterr().err
+    assert 'lacks the run' in err and 'Traceback' not in err
+    os.rename(data / 'train' / 'renamed', data / 'train' / 'class1')
