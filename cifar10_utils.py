@@ -5,9 +5,15 @@
 `load_cifar10(data_dir)` returns a `datasets.Dataset` with uint8 HWC images in
 memory. `data_dir` may hold the archive (cifar-10-python.tar.gz, or one other
 *.tar.gz), an extracted cifar-10-batches-py/, or nothing (then the archive is
-downloaded into it). The batches are Python-2 pickles; they are read with an
-unpickler that can only build numpy arrays and plain containers, so a crafted
-file cannot run code.
+downloaded into it: its size capped, its MD5 and, for the official archive,
+SHA-256 checked). An archive named directly is extracted once, into a folder
+named for its MD5 beside it (.cifar-10-batches-py-<md5[:12]>/, or under the
+cache folder when that is read-only), and reused while complete; nothing the
+user put anywhere is replaced or deleted, and runs extracting at once are safe.
+The batches are Python-2 pickles; they are read with an unpickler that can only
+build what the official files hold (uint8 arrays of N x 3072 pixels, as numpy
+pickles them, and plain containers), so a crafted file can neither run code
+nor make up images or memory.
 """
 import argparse
 import hashlib
@@ -20,23 +26,31 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import time
 import zlib
 
 import numpy as np
 from tqdm import tqdm
 
 from datasets import DataError, Dataset, Split
+from files import fsync_folder
 
 CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer',
                'dog', 'frog', 'horse', 'ship', 'truck']
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
+CIFAR10_SHA256 = '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce'
+CIFAR10_SIZE = 170498071          # bytes of the official archive: a download never grows past it
+MAX_ARCHIVE_BYTES = 2 * CIFAR10_SIZE   # the cap for an archive of unknown size (--md5 of your own)
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'alexnet', 'cifar10')
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 BATCHES_DIR = 'cifar-10-batches-py'
 TRAIN_BATCHES = [f'data_batch_{i}' for i in range(1, 6)]
 BATCH_FILES = ['batches.meta', *TRAIN_BATCHES, 'test_batch']
 ROW_SIZE = 32 * 32 * 3  # one image per row: 1024 red, then 1024 green, then 1024 blue
+MAX_ROWS = 10000        # images per batch file: the official batches hold exactly this many
+COMPLETE = '.complete'  # written last into an extracted folder: the archive's MD5
+STALE_EXTRACTION = 3600     # seconds after which a .extract-* left by a killed run is removed
 OFFLINE_HINT = (f'pass --data-dir pointing at a folder holding {ARCHIVE_NAME} or an extracted '
                 f'{BATCHES_DIR}/, or use --dataset demo for the offline demo')
 
@@ -46,40 +60,69 @@ def md5sum(path):
         return hashlib.file_digest(f, 'md5').hexdigest()
 
 
-def _check_md5(path, md5):
-    """Refuse an archive whose MD5 is neither the official one nor the one the user gave."""
-    got = md5sum(path)
-    if got != md5.lower():
+def digests(path):
+    """(MD5, SHA-256) of a file, read once."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def _check_archive(path, md5):
+    """Refuse an archive whose MD5 is neither the official one nor the one the user gave, or that
+    has the official MD5 but not the official SHA-256; return its MD5."""
+    md5 = md5.lower()
+    got, sha256 = digests(path)
+    if got != md5:
         hint = (f'if it is a copy you made yourself, pass --md5 {got}' if md5 == CIFAR10_MD5
                 else 'check the --md5 you passed')
         raise DataError(f'{path} has MD5 {got}, expected {md5}: delete it to download '
                         f'the official archive again, or {hint}')
+    if md5 == CIFAR10_MD5 and sha256 != CIFAR10_SHA256:
+        raise DataError(f'{path} has the official MD5 but SHA-256 {sha256}, expected {CIFAR10_SHA256}: '
+                        f'it is not the official archive; delete it to download it again')
     return got
 
 
 # --- download -----------------------------------------------------------------
 
-def _fetch(url, part, progress):
-    """Append the rest of `url` to `part` (HTTP Range), or rewrite it when the server won't."""
+class _TooLarge(Exception):
+    """The server sends (or announces) more bytes than the archive can have."""
+
+
+def _fetch(url, part, progress, limit):
+    """Append the rest of `url` to `part` (HTTP Range), or rewrite it when the server won't;
+    raise _TooLarge as soon as the file would grow past `limit` bytes."""
     start = os.path.getsize(part) if os.path.exists(part) else 0
+    if start > limit:                # longer than any archive we expect: start over
+        os.remove(part)
+        start = 0
     request = urllib.request.Request(url, headers={'Range': f'bytes={start}-'} if start else {})
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as e:
         if e.code == 416 and start:  # the .part is already whole or too long: start over
             os.remove(part)
-            return _fetch(url, part, progress)
+            return _fetch(url, part, progress, limit)
         raise
     with response:
         resumed = (start and response.status == 206 and
                    response.headers.get('Content-Range', '').startswith(f'bytes {start}-'))
         start = start if resumed else 0
         length = response.headers.get('Content-Length')
-        total = start + int(length) if length else None
+        total = start + int(length) if length and length.isdigit() else None
+        if total is not None and total > limit:
+            raise _TooLarge(f'announces {total} bytes')
+        size = start
         with open(part, 'ab' if resumed else 'wb') as f, \
                 tqdm(total=total, initial=start, unit='B', unit_scale=True,
                      desc=os.path.basename(part), disable=not progress) as bar:
             for chunk in iter(lambda: response.read(1 << 20), b''):
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge(f'sent more than {limit} bytes')
                 f.write(chunk)
                 bar.update(len(chunk))
     # http.client returns a short body without complaint when the connection drops.
@@ -88,43 +131,87 @@ def _fetch(url, part, progress):
         raise ConnectionError(f'connection closed after {size} of {total} bytes')
 
 
-def download(dest_dir, url=CIFAR10_URL, md5=CIFAR10_MD5, progress=True):
+def download(dest_dir, url=CIFAR10_URL, md5=None, progress=True):
     """Return the path of the archive in dest_dir, downloading it first if missing.
 
-    The download goes to a .part file, renamed only once its MD5 checks out, so an
-    interrupted run never leaves something that looks done; the next run resumes it.
+    The download goes to a .part file, renamed only once its MD5 (and, for the official
+    archive, its SHA-256) checks out, so an interrupted run never leaves something that
+    looks done; the next run resumes it. A server sending more than the official archive's
+    size (twice that for an archive of your own, --md5) is cut off and the .part deleted.
     """
-    md5 = md5 or CIFAR10_MD5
+    md5 = (md5 or CIFAR10_MD5).lower()
+    official = md5 == CIFAR10_MD5
+    limit = CIFAR10_SIZE if official else MAX_ARCHIVE_BYTES
     os.makedirs(dest_dir, exist_ok=True)
     path = os.path.join(dest_dir, ARCHIVE_NAME)
     if os.path.exists(path):
-        _check_md5(path, md5)
+        _check_archive(path, md5)
         return path
     part = path + '.part'
     try:
-        _fetch(url, part, progress)
+        _fetch(url, part, progress, limit)
+    except _TooLarge as e:
+        if os.path.exists(part):
+            os.remove(part)
+        what = f'the official archive is {limit} bytes' if official else f'capped at {limit} bytes for an --md5 archive'
+        raise DataError(f'download of {url} stopped: the server {e} ({what}); the partial file was deleted: '
+                        f'check --url')
     except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, 'reason', e)
         raise DataError(f'could not download {url} into {dest_dir} ({reason}); {OFFLINE_HINT}')
-    got = md5sum(part)
-    if got != md5.lower():
+    got, sha256 = digests(part)
+    if got != md5:
         os.remove(part)
         raise DataError(f'downloaded {url} has MD5 {got}, expected {md5}; the file was deleted: '
                         f'try again, or pass --md5 {got} if {url} serves a copy you made yourself')
+    if official and sha256 != CIFAR10_SHA256:
+        os.remove(part)
+        raise DataError(f'downloaded {url} has the official MD5 but SHA-256 {sha256}, expected '
+                        f'{CIFAR10_SHA256}; the file was deleted: it is not the official archive, check --url')
     os.replace(part, path)
     return path
 
 
 # --- safe extraction ------------------------------------------------------------
 
-def extract(archive, dest_dir):
-    """Extract `archive` into dest_dir and return the path of its cifar-10-batches-py/.
+def _complete(folder, md5=None):
+    """Whether folder is an extraction finished by `extract` (of the archive with this MD5)."""
+    try:
+        with open(os.path.join(folder, COMPLETE)) as f:
+            return md5 is None or f.read().strip() == md5
+    except OSError:
+        return False
+
+
+def _remove_stale_extractions(dest_dir):
+    """Delete the .extract-* folders that killed runs left in dest_dir (ours only, and only old ones)."""
+    try:
+        entries = list(os.scandir(dest_dir))
+    except OSError:
+        return
+    for e in entries:
+        try:
+            if e.name.startswith('.extract-') and e.is_dir(follow_symlinks=False) \
+                    and time.time() - e.stat(follow_symlinks=False).st_mtime > STALE_EXTRACTION:
+                shutil.rmtree(e.path, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def extract(archive, dest_dir, name=BATCHES_DIR, md5=''):
+    """Extract the archive's cifar-10-batches-py/ to dest_dir/name and return that path.
 
     Only plain files and folders inside dest_dir are allowed: absolute paths, '..'
-    and links of any kind are refused before anything is written.
+    and links of any kind are refused before anything is written. The files go to a
+    temporary folder first, get a COMPLETE marker (holding md5), and are renamed into
+    place in one step; if dest_dir/name appeared meanwhile (another run extracting the
+    same archive, or the user), it is left as it is and this extraction dropped. Nothing
+    is ever deleted but the temporary folder.
     """
     dest_dir = os.path.realpath(dest_dir)
     os.makedirs(dest_dir, exist_ok=True)
+    out = os.path.join(dest_dir, name)
+    _remove_stale_extractions(dest_dir)
     try:
         with tarfile.open(archive, 'r:*') as tar:
             members = tar.getmembers()
@@ -142,13 +229,23 @@ def extract(archive, dest_dir):
             try:
                 safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
                 tar.extractall(tmp, members=members, **safe)
-                if not os.path.isdir(os.path.join(tmp, BATCHES_DIR)):
+                done = os.path.join(tmp, BATCHES_DIR)
+                if not os.path.isdir(done):
                     raise DataError(f'{archive} holds no {BATCHES_DIR}/ folder; '
                                     f'is it the CIFAR-10 python version?')
-                out = os.path.join(dest_dir, BATCHES_DIR)
-                if os.path.exists(out):
-                    shutil.rmtree(out)
-                os.replace(os.path.join(tmp, BATCHES_DIR), out)
+                with open(os.path.join(done, COMPLETE), 'w') as f:
+                    f.write(md5 + '\n')
+                    f.flush()
+                    os.fsync(f.fileno())
+                if os.path.lexists(out) and not os.path.isdir(out):
+                    raise DataError(f'{out} exists and is not a folder: move it away, then run again')
+                try:
+                    os.rename(done, out)      # fails on a non-empty folder: never replaces one
+                except OSError:
+                    if not os.path.isdir(out):
+                        raise
+                else:
+                    fsync_folder(dest_dir)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
@@ -156,26 +253,120 @@ def extract(archive, dest_dir):
     return out
 
 
+def _extracted_once(archive, md5):
+    """The folder holding the archive's batches, extracted on first use into .cifar-10-batches-py-<md5[:12]>/
+    beside the archive (or in the cache folder when the archive's folder is read-only), then reused."""
+    name = f'.{BATCHES_DIR}-{md5[:12]}'
+    places = [os.path.dirname(os.path.abspath(archive)), os.path.expanduser(DEFAULT_CACHE_DIR)]
+    for place in places:
+        if _complete(os.path.join(place, name), md5):
+            return os.path.join(place, name)
+    place = places[0] if os.access(places[0], os.W_OK) else places[1]
+    out = extract(archive, place, name, md5)
+    if not _complete(out, md5):     # it was there already, but not as extract() leaves one
+        raise DataError(f'{out} exists but is not a complete extraction of {archive} (no {COMPLETE} '
+                        f'holding its MD5): move it away, then run again')
+    return out
+
+
 # --- loading the Python-2 pickles --------------------------------------------------
+#
+# numpy pickles an array as _reconstruct(ndarray, (0,), b'b') followed by __setstate__((1, shape,
+# dtype, is_fortran, raw bytes)), the dtype as dtype('u1', 0, 1) with the state (3, '|', None, None,
+# None, -1, -1, 0). The unpickler below hands out stand-ins for exactly those three names: they
+# build a C-ordered uint8 array of N x 3072 pixels (N <= MAX_ROWS) from exactly N x 3072 bytes and
+# refuse anything else, so numpy.ndarray can never be called with a shape, buffer or strides of
+# the file's choosing.
 
-try:  # numpy 2 moved it; the Python-2 pickles name numpy.core.multiarray
-    from numpy._core.multiarray import _reconstruct
-except ImportError:
-    from numpy.core.multiarray import _reconstruct
+class _Refused(pickle.UnpicklingError):
+    pass
 
-# The only globals the official batches refer to: numpy's array reconstruction.
-SAFE_GLOBALS = {('numpy.core.multiarray', '_reconstruct'): _reconstruct,
-                ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
-                ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+
+class _NdarrayName:
+    """numpy.ndarray, as _reconstruct's first argument; calling it is refused."""
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        raise _Refused('refusing to call numpy.ndarray: CIFAR-10 batches build arrays only '
+                       'through numpy.core.multiarray._reconstruct')
+
+
+class _Uint8Dtype:
+    """numpy.dtype('u1') (the only dtype of a batch); its pickled state must be numpy's."""
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        if state != (3, '|', None, None, None, -1, -1, 0):
+            raise _Refused(f'refusing a uint8 dtype with the state {str(state)[:80]}')
+
+
+class _MakeDtype:
+    __slots__ = ()
+
+    def __call__(self, name=None, align=0, copy=1, *rest):
+        if name not in ('u1', b'u1') or rest:
+            raise _Refused(f'refusing numpy.dtype{str((name, align, copy) + rest)[:80]}: '
+                           f'CIFAR-10 pixels are uint8 (u1)')
+        return _Uint8Dtype()
+
+
+class _PendingArray:
+    """What _reconstruct returns; __setstate__ then checks numpy's array state and builds the array."""
+    __slots__ = ('array',)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if self.array is not None or not (isinstance(state, tuple) and len(state) == 5):
+            raise _Refused('refusing an array state that is not numpy\'s (version, shape, dtype, '
+                           'is_fortran, data)')
+        version, shape, dtype, fortran, raw = state
+        if version != 1 or not isinstance(dtype, _Uint8Dtype) or fortran not in (False, 0):
+            raise _Refused('refusing an array that is not a C-ordered uint8 array as numpy pickles one')
+        if not (isinstance(shape, tuple) and len(shape) == 2
+                and all(type(n) is int for n in shape) and shape[1] == ROW_SIZE):
+            raise _Refused(f'refusing an array of shape {str(shape)[:80]}: CIFAR-10 batches hold '
+                           f'N x {ROW_SIZE} pixels')
+        if not 1 <= shape[0] <= MAX_ROWS:
+            raise _Refused(f'refusing an array of {shape[0]} rows: a CIFAR-10 batch holds 1 to '
+                           f'{MAX_ROWS} images')
+        if isinstance(raw, str):       # a Python-2 str, decoded as latin-1 by the unpickler
+            raw = raw.encode('latin1')
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) != shape[0] * ROW_SIZE:
+            size = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
+            raise _Refused(f'refusing an array of {shape[0]} x {ROW_SIZE} pixels with {size} bytes '
+                           f'of data (expected {shape[0] * ROW_SIZE})')
+        self.array = np.frombuffer(bytes(raw), np.uint8).reshape(shape)
+
+
+class _Reconstruct:
+    """numpy.core.multiarray._reconstruct, as numpy's pickles call it: (ndarray, (0,), b'b') only."""
+    __slots__ = ()
+
+    def __call__(self, cls=None, shape=None, typecode=None, *rest):
+        if not isinstance(cls, _NdarrayName) or shape != (0,) or typecode not in ('b', b'b') or rest:
+            raise _Refused('refusing a numpy _reconstruct call other than numpy\'s own '
+                           '_reconstruct(ndarray, (0,), b"b")')
+        return _PendingArray()
+
+
+# The only globals the official batches refer to, each replaced by its checked stand-in.
+SAFE_GLOBALS = {('numpy.core.multiarray', '_reconstruct'): _Reconstruct(),
+                ('numpy._core.multiarray', '_reconstruct'): _Reconstruct(),
+                ('numpy', 'ndarray'): _NdarrayName(), ('numpy', 'dtype'): _MakeDtype()}
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Builds only numpy arrays, dicts, lists, strings and numbers: no code can run."""
+    """Builds only uint8 pixel arrays, dicts, lists, strings and numbers: no code can run."""
 
     def find_class(self, module, name):
         if (module, name) not in SAFE_GLOBALS:
             raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
         return SAFE_GLOBALS[module, name]
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError('refusing a persistent id')
 
 
 def _load_pickle(path):
@@ -190,7 +381,14 @@ def _load_pickle(path):
         raise DataError(f'{path} is not a valid CIFAR-10 batch ({e})')
     if not isinstance(obj, dict):
         raise DataError(f'{path} holds a {type(obj).__name__}, not a CIFAR-10 batch dict')
-    return {k.decode('latin1') if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, _PendingArray):
+            if v.array is None:
+                raise DataError(f'{path} is not a valid CIFAR-10 batch (an array without its data)')
+            v = v.array
+        out[k.decode('latin1') if isinstance(k, bytes) else k] = v
+    return out
 
 
 def _load_batch(path):
@@ -234,8 +432,10 @@ def load_batches(batches_dir):
 def prepare(data_dir=None, md5=None, download_missing=True, url=CIFAR10_URL, progress=True):
     """Return (batches folder, one line saying what was used and its MD5 status).
 
-    data_dir may be an archive file, a cifar-10-batches-py/ folder, a folder holding
-    either, or an empty folder (then the archive is downloaded into it).
+    data_dir may be an archive file (extracted once into .cifar-10-batches-py-<md5[:12]>/
+    beside it, see `_extracted_once`), a cifar-10-batches-py/ folder, a folder holding
+    either (an archive there is extracted into its cifar-10-batches-py/, then that folder
+    is used), or an empty folder (then the archive is downloaded into it).
     """
     data_dir = os.path.expanduser(data_dir or DEFAULT_CACHE_DIR)
     expected = md5 or CIFAR10_MD5
@@ -245,8 +445,9 @@ def prepare(data_dir=None, md5=None, download_missing=True, url=CIFAR10_URL, pro
     if (os.path.basename(os.path.normpath(data_dir)) == BATCHES_DIR
             or any(os.path.isfile(os.path.join(data_dir, f)) for f in BATCH_FILES)):
         return data_dir, f'folder {data_dir} used as is (no archive MD5 to check)'
-    if os.path.isfile(data_dir):
-        archive, folder = data_dir, os.path.dirname(data_dir)
+    named = os.path.isfile(data_dir)
+    if named:
+        archive = data_dir
     else:
         folder = data_dir
         found = sorted(f for f in os.listdir(data_dir) if f.endswith(('.tar.gz', '.tgz'))) \
@@ -263,9 +464,12 @@ def prepare(data_dir=None, md5=None, download_missing=True, url=CIFAR10_URL, pro
         else:
             raise DataError(f'{data_dir} holds neither {ARCHIVE_NAME} nor {BATCHES_DIR}/; '
                             f'{OFFLINE_HINT}')
-    got = _check_md5(archive, expected)
+    got = _check_archive(archive, expected)
     status = 'the official archive' if official else 'the --md5 given (not the official archive)'
-    return extract(archive, folder), f'archive {archive}: MD5 {got} matches {status}'
+    status = f'archive {archive}: MD5 {got} matches {status}'
+    if named:           # extracted once, beside it, into a folder of its own
+        return _extracted_once(archive, got), status
+    return extract(archive, folder, md5=got), status
 
 
 def holdout(labels, val_size, seed=0):

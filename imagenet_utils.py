@@ -10,11 +10,23 @@ Whatever the layout, class i is the i-th WNID in sorted order (Kaggle, Keras and
 order). The devkit numbers classes differently (ILSVRC2012_ID, meta.mat order), so its ground
 truth goes through WNIDs; the same image gets the same label from either layout.
 
+Part of a dataset is fine: a validation folder with some of the 50,000 images is labelled by the
+number in each name (ILSVRC2012_val_NNNNNNNN), a training folder with some of the class folders
+keeps the label space of all the classes (a checkpoint stays compatible); a warning says how much
+is there. Only what cannot be right is refused: foreign names, an image twice, an image the
+labels do not cover, a folder that is not a class.
+
+--prepare writes each shard under a temporary name, renames it, then writes its JSON (labels,
+source fingerprint, size in bytes): the JSON is the completion marker, so a kill anywhere leaves
+the shard to be redone, and a re-run with other settings (--resize-size) rewrites the shards.
+Loading a prepared folder checks every label against the classes and every shard's size.
+
     python imagenet_utils.py --data-dir ILSVRC2012 [--verify] [--speed-seconds 10]
     python imagenet_utils.py --data-dir ILSVRC2012 --prepare OUT [--shards-train 1024 --shards-val 128]
 """
 import argparse
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -43,6 +55,7 @@ from files import write_json_atomic
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 JPEG_QUALITY = 90        # re-encoding quality of the prepared shards
 DEVKIT, KAGGLE, PREPARED = 'devkit', 'kaggle', 'prepared'
+VAL_NAME = re.compile(r'ILSVRC2012_val_(\d{8})')     # the stem of every validation image
 
 
 def _few(items, n=5):
@@ -143,21 +156,35 @@ def read_kaggle_val_labels(csv_path, wnids):
 
 
 def _train_split(train_dir, wnids, meta):
-    """Files and canonical labels of the class folders nXXXXXXXX/ in train_dir (None if absent)."""
+    """Files and canonical labels of the class folders nXXXXXXXX/ in train_dir (None if absent or empty).
+
+    Some of the classes are enough: labels stay the index among all of wnids, and a warning names
+    the missing ones. A folder that is not one of the classes, an empty class folder, or class
+    archives (.tar) left unextracted are refused.
+    """
     if not train_dir.is_dir():
         warnings.warn(f'no training folder {train_dir}: the training split is empty')
         return None
-    folders = {e.name for e in os.scandir(train_dir) if e.is_dir()}
-    extra, missing = sorted(folders - set(wnids)), sorted(set(wnids) - folders)
-    if extra or missing:
-        found = ', '.join(f'{len(x)} {kind} ({_few(x)})'
-                          for x, kind in ((extra, 'extra'), (missing, 'missing')) if x)
-        if any(name.endswith('.tar') for name in os.listdir(train_dir)):
-            found += ': extract each nXXXXXXXX.tar into its folder'
-        raise DataError(f'{train_dir}: class folders do not match the {len(wnids)} classes of {meta}: '
-                        f'{found}')
+    entries = [e for e in os.scandir(train_dir) if not e.name.startswith('.')]
+    folders = {e.name for e in entries if e.is_dir()}
+    extra = sorted(folders - set(wnids))
+    if extra:
+        raise DataError(f'{train_dir}: folders that are not among the {len(wnids)} classes of {meta}: '
+                        f'{len(extra)} extra ({_few(extra)}): move them out of the training folder')
+    missing = [w for w in wnids if w not in folders]
+    tars = sorted(e.name for e in entries if e.name.endswith('.tar') and e.is_file())
+    if missing and tars:
+        raise DataError(f'{train_dir}: {len(missing)} missing ({_few(missing)}) and {len(tars)} archives '
+                        f'there ({_few(tars)}): extract each nXXXXXXXX.tar into its folder nXXXXXXXX/')
+    if not folders:
+        warnings.warn(f'no class folders in {train_dir}: the training split is empty')
+        return None
+    if missing:
+        warnings.warn(f'{train_dir}: {len(wnids) - len(missing)} of the {len(wnids)} classes have training images '
+                      f'(missing: {_few(missing)}); labels stay those of all {len(wnids)} classes')
     files, labels, empty = [], [], []
-    for i, wnid in enumerate(tqdm(wnids, desc='listing classes', leave=False, disable=None)):
+    present = [(i, w) for i, w in enumerate(wnids) if w in folders]
+    for i, wnid in tqdm(present, desc='listing classes', leave=False, disable=None):
         images = datasets.image_files(train_dir / wnid)
         empty += [] if images else [wnid]
         files += images
@@ -168,20 +195,43 @@ def _train_split(train_dir, wnids, meta):
     return datasets.Split(np.array(labels, np.int64), files=files)
 
 
-def _val_split(val_dir, labels_of, count, source):
-    """Files of val_dir labelled by labels_of(image id); their number must match the labels'."""
+def _val_split(val_dir, label_of, count, source):
+    """Files of val_dir in number order, labelled by label_of(n) for ILSVRC2012_val_NNNNNNNN (None when
+    `source`, which labels `count` images, has no label for n). Some of the images are enough (a
+    warning says how many are there); refused: names not of that form, an image twice (in two
+    extensions), an image the labels do not cover."""
     if not val_dir.is_dir():
         warnings.warn(f'no validation folder {val_dir}: the validation split is empty')
         return None
-    files = datasets.image_files(val_dir)
-    if len(files) != count:
-        raise DataError(f'{val_dir} holds {len(files)} images but {source} labels {count}: '
-                        'extract the whole validation archive, and nothing else, there')
-    try:
-        labels = [labels_of(Path(f).stem) for f in files]
-    except (KeyError, ValueError, IndexError) as e:
-        raise DataError(f'{val_dir}: an image name that {source} does not label ({e})') from None
-    return datasets.Split(np.array(labels, np.int64), files=files)
+    found, foreign = {}, []         # number -> file names
+    for e in os.scandir(val_dir):
+        if e.name.startswith('.'):
+            continue
+        stem, ext = os.path.splitext(e.name)
+        m = VAL_NAME.fullmatch(stem)
+        if m and ext.lower() in datasets.IMAGE_EXTENSIONS and e.is_file():
+            found.setdefault(int(m.group(1)), []).append(e.name)
+        else:
+            foreign.append(e.name + ('/' if e.is_dir() else ''))
+    if foreign:
+        raise DataError(f'{val_dir}: {len(foreign)} files are not validation images ILSVRC2012_val_NNNNNNNN.JPEG '
+                        f'({_few(sorted(foreign))}): move them out of the validation folder')
+    twice = [' and '.join(sorted(names)) for n, names in sorted(found.items()) if len(names) > 1]
+    if twice:
+        raise DataError(f'{val_dir}: {len(twice)} images are there twice ({_few(twice, 3)}): keep one file of each')
+    unlabelled = [found[n][0] for n in sorted(found) if label_of(n) is None]
+    if unlabelled:
+        raise DataError(f'{val_dir}: {len(unlabelled)} images have no label in {source}, which labels {count} '
+                        f'({_few(unlabelled)}): move them out of the validation folder')
+    if not found:
+        warnings.warn(f'no validation images in {val_dir}: the validation split is empty')
+        return None
+    if len(found) < count:
+        warnings.warn(f'{val_dir}: {len(found)} of the {count} validation images are present; '
+                      f'the validation split holds only those')
+    numbers = sorted(found)
+    return datasets.Split(np.array([label_of(n) for n in numbers], np.int64),
+                          files=[os.path.join(val_dir, found[n][0]) for n in numbers])
 
 
 def _load_devkit(root):
@@ -196,11 +246,8 @@ def _load_devkit(root):
         gt = root / 'data' / 'ILSVRC2012_validation_ground_truth.txt'
         truth = read_devkit_val_labels(gt, meta)
 
-        def label_of(stem):          # line n labels ILSVRC2012_val_0000000n
-            n = int(stem.rsplit('_', 1)[1])
-            if not 1 <= n <= len(truth):
-                raise KeyError(stem)
-            return truth[n - 1]
+        def label_of(n):             # line n labels ILSVRC2012_val_0000000n
+            return truth[n - 1] if 1 <= n <= len(truth) else None
         val = _val_split(root / 'ILSVRC2012_img_val', label_of, len(truth), gt)
     return wnids, names, train, val
 
@@ -218,26 +265,53 @@ def _load_kaggle(root):
     val = None
     if (cls_loc / 'val').is_dir():
         truth = read_kaggle_val_labels(solution, wnids)
-        val = _val_split(cls_loc / 'val', truth.__getitem__, len(truth), solution)
+        val = _val_split(cls_loc / 'val', lambda n: truth.get(f'ILSVRC2012_val_{n:08d}'), len(truth), solution)
     return wnids, names, train, val
 
 
 def _load_prepared(root):
+    """What index.json lists, checked: every shard there with the size --prepare wrote, every label
+    one of the classes."""
+    path = root / 'index.json'
+    rerun = f're-run --prepare into {root} (it rewrites only what is missing or changed)'
     try:
-        index = json.loads((root / 'index.json').read_text())
+        index = json.loads(path.read_text())
+        class_ids, class_names = list(index['class_ids']), list(index['class_names'])
+        if len(class_ids) != len(class_names) or not class_ids:
+            raise ValueError(f'{len(class_ids)} class ids but {len(class_names)} class names')
         splits = {}
         for name in ('train', 'val'):
             s = index.get(name)
-            shards = [root / f for f in s['shards']] if s else []
+            if not s:
+                splits[name] = None
+                continue
+            shards = [root / f for f in s['shards']]
+            if 'bytes' not in s or 'counts' not in s:
+                raise DataError(f'{path} was written by an older --prepare (no shard sizes): {rerun}')
             missing = [str(f) for f in shards if not f.is_file()]
             if missing:
                 raise DataError(f'{root}: shards listed in index.json are missing ({_few(missing)}): '
                                 're-run --prepare into this folder to finish it')
-            splits[name] = datasets.Split(np.array(s['labels'], np.int64), records=[str(f) for f in shards],
-                                          skipped=s['skipped']) if s else None
-        return index['class_ids'], index['class_names'], splits['train'], splits['val']
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f'{root / "index.json"} is not an index written by --prepare ({e!r})') from None
+            labels, counts, sizes = np.array(s['labels'], np.int64), list(s['counts']), list(s['bytes'])
+            if not all(type(c) is int and c >= 0 for c in counts) or not all(type(b) is int for b in sizes):
+                raise ValueError('record counts and sizes must be whole numbers')
+            if not len(counts) == len(sizes) == len(shards) or sum(counts) != len(labels):
+                raise DataError(f'{path}: the {name} split lists {len(shards)} shards, {len(counts)} record counts '
+                                f'and {len(sizes)} sizes, and {len(labels)} labels for {sum(counts)} records: {rerun}')
+            start = 0
+            for shard, count, size in zip(shards, counts, sizes):
+                part, start = labels[start:start + count], start + count
+                bad = part[(part < 0) | (part >= len(class_ids))]
+                if bad.size:
+                    raise DataError(f'{shard}: label {bad[0]} in {path} is not one of the {len(class_ids)} classes '
+                                    f'(0..{len(class_ids) - 1}): {rerun}')
+                got = shard.stat().st_size
+                if got != size:
+                    raise DataError(f'{shard} is {got} bytes but --prepare wrote {size}: truncated or changed: {rerun}')
+            splits[name] = datasets.Split(labels, records=[str(f) for f in shards], skipped=s['skipped'])
+        return class_ids, class_names, splits['train'], splits['val']
+    except (ValueError, KeyError, TypeError, OverflowError) as e:
+        raise DataError(f'{path} is not an index written by --prepare ({e!r})') from None
 
 
 # ---------------------------------------------------------------- checking images
@@ -316,35 +390,62 @@ def _example(jpeg, label):
     })).SerializeToString()
 
 
-def _fingerprint(files, labels):   # what a shard holds; class folder + name so the data may move
+def _fingerprint(files, labels, resize_size):
+    """What a shard holds (class folder + name, so the data may move) and how it was made."""
     names = [f'{Path(f).parent.name}/{Path(f).name}' for f in files]
-    return hashlib.sha1(json.dumps([names, [int(x) for x in labels]]).encode()).hexdigest()
+    made = [names, [int(x) for x in labels], int(resize_size), JPEG_QUALITY]
+    return hashlib.sha1(json.dumps(made).encode()).hexdigest()
 
 
 def _shard_done(shard, source):
-    side = shard.with_suffix('.json')
+    """Whether shard is complete: its JSON (written last) has this source and the shard's size."""
     try:
-        return shard.is_file() and json.loads(side.read_text())['source'] == source
-    except (OSError, ValueError, KeyError):
+        side = json.loads(shard.with_suffix('.json').read_text())
+        return side['source'] == source and shard.stat().st_size == side['bytes']
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
+def _write_error(shard, e):
+    """The one line for a shard that cannot be written (full disk, permissions, I/O)."""
+    code = getattr(e, 'errno', None)
+    reason = (e.strerror or str(e)) if isinstance(e, OSError) else getattr(e, 'message', str(e))
+    full = code in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)) or 'space left' in str(reason).lower()
+    return DataError(f'could not write {shard}: {reason}; {"free space" if full else "fix that"} and re-run '
+                     f'--prepare: finished shards are kept')
+
+
 def _write_shard(shard, files, labels, source, size, bar, stop):
-    """Write one shard to a temporary name, its labels beside it, then rename it: done or absent."""
+    """Write one shard to a temporary name, rename it, then write its JSON (the completion marker: source,
+    labels, skipped files, size). Unreadable images are skipped with a warning; a failure to write stops
+    with a DataError (the temporary file removed)."""
+    side, tmp = shard.with_suffix('.json'), Path(f'{shard}.tmp')
     kept, skipped = [], []
-    with tf.io.TFRecordWriter(f'{shard}.tmp') as writer:
-        for path, label in zip(files, labels):
-            if stop.is_set():
-                return
-            try:
-                writer.write(_example(_resized_jpeg(path, size), label))
-                kept.append(int(label))
-            except Exception as e:      # Pillow raises many kinds on broken files
-                warnings.warn(f'{path}: unreadable image, skipped ({e})', UnreadableImageWarning)
-                skipped.append(str(path))
-            bar.update()
-    write_json_atomic(shard.with_suffix('.json'), {'source': source, 'labels': kept, 'skipped': skipped})
-    os.replace(f'{shard}.tmp', shard)
+    try:
+        side.unlink(missing_ok=True)          # the shard is about to change: its old marker no longer holds
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for path, label in zip(files, labels):
+                if stop.is_set():
+                    return
+                try:
+                    record = _example(_resized_jpeg(path, size), label)
+                except Exception as e:      # Pillow raises many kinds on broken files
+                    warnings.warn(f'{path}: unreadable image, skipped ({e})', UnreadableImageWarning)
+                    skipped.append(str(path))
+                else:
+                    writer.write(record)
+                    kept.append(int(label))
+                bar.update()
+        os.replace(tmp, shard)
+        write_json_atomic(side, {'source': source, 'labels': kept, 'skipped': skipped,
+                                 'bytes': shard.stat().st_size})
+    except (OSError, tf.errors.OpError) as e:
+        raise _write_error(shard, e) from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=preprocessing.RESIZE_SIZE,
@@ -367,8 +468,10 @@ def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=pr
         for k, part in enumerate(np.array_split(order, n)):
             files, labels = [split.files[i] for i in part], split.labels[part]
             jobs.append((name, out / f'{name}-{k:05d}-of-{n:05d}.tfrecord', files, labels,
-                         _fingerprint(files, labels)))
+                         _fingerprint(files, labels, resize_size)))
     todo = [j for j in jobs if not _shard_done(j[1], j[4])]
+    if todo:                # the index no longer describes what is there until it is written again
+        (out / 'index.json').unlink(missing_ok=True)
     stop = threading.Event()
     bar = tqdm(total=sum(len(j[2]) for j in todo), desc=f'writing {len(todo)} of {len(jobs)} shards',
                unit='img', disable=not progress)
@@ -385,9 +488,13 @@ def prepare(data_dir, out_dir, shards_train=1024, shards_val=128, resize_size=pr
     for name in ('train', 'val'):
         shards = [j[1] for j in jobs if j[0] == name]
         sides = [json.loads(s.with_suffix('.json').read_text()) for s in shards]
-        index[name] = dict(shards=[s.name for s in shards], labels=sum((s['labels'] for s in sides), []),
-                           skipped=sum((s['skipped'] for s in sides), [])) if shards else None
-    write_json_atomic(out / 'index.json', index)
+        index[name] = dict(shards=[s.name for s in shards], labels=[x for s in sides for x in s['labels']],
+                           counts=[len(s['labels']) for s in sides], bytes=[s['bytes'] for s in sides],
+                           skipped=[f for s in sides for f in s['skipped']]) if shards else None
+    try:
+        write_json_atomic(out / 'index.json', index)
+    except OSError as e:
+        raise _write_error(out / 'index.json', e) from None
     return load_imagenet(out)
 
 
@@ -419,7 +526,18 @@ def main(argv=None):
     p.add_argument('--shards-val', type=int, default=128)
     p.add_argument('--resize-size', type=int, default=preprocessing.RESIZE_SIZE, help='shorter side of prepared images')
     a = p.parse_args(argv)
-    warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
+        warnings.showwarning = _show_warning
+        return _run(a)
+
+
+def _show_warning(message, *args, **kwargs):
+    """The command line's warnings (a partial dataset, a missing split): one line each."""
+    print(f'warning: {message}', file=sys.stderr)
+
+
+def _run(a):
     try:
         if a.prepare:       # decodes every image, so --verify is implied
             ds = prepare(a.data_dir, a.prepare, a.shards_train, a.shards_val, a.resize_size)

@@ -117,7 +117,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header('Content-Length', str(len(body) - start))
         self.end_headers()
         payload = body[start:]
-        self.wfile.write(payload[:len(payload) // 2] if self.server.mode == 'cut' else payload)
+        try:
+            self.wfile.write(payload[:len(payload) // 2] if self.server.mode == 'cut' else payload)
+        except (BrokenPipeError, ConnectionResetError):     # the client stopped reading: as it should
+            pass
 
     def log_message(self, *args):
         pass

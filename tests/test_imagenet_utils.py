@@ -253,8 +253,10 @@ def test_committed_validation_images_decode(tmp_path, solution_csv):
     top, _, val = real_trees(tmp_path, solution_csv)['devkit']
     for n in COMMITTED_VAL:
         (val / val_name(n)).symlink_to(real('val') / val_name(n))
-    with pytest.warns(UserWarning, match='12 of the 50000 validation images are present'):
+    with pytest.warns(UserWarning) as record:
         ds = iu.load_imagenet(top, verify=True)
+    assert f'{val}: 12 of the 50000 validation images are present; the validation split holds only those' \
+        in [str(w.message) for w in record]
     assert len(ds.val) == 12 and ds.val.skipped == []
     import preprocessing
     for f in ds.val.files:
@@ -266,8 +268,8 @@ def test_committed_validation_images_decode(tmp_path, solution_csv):
 @pytest.mark.parametrize('layout', ['devkit', 'kaggle'])
 @pytest.mark.parametrize('names, message', [
     (['notes.txt', 'IMG_0001.JPEG', 'n01440764/', val_name(3, '.JPEG.part')],
-     '4 files are not validation images ILSVRC2012_val_NNNNNNNN.JPEG (IMG_0001.JPEG, '
-     'ILSVRC2012_val_00000003.JPEG.part, n01440764/, notes.txt)'),
+     '4 files are not validation images ILSVRC2012_val_NNNNNNNN.JPEG (ILSVRC2012_val_00000003.JPEG.part, '
+     'IMG_0001.JPEG, n01440764/, notes.txt)'),
     ([val_name(1, '.jpeg'), val_name(7), val_name(7, '.png')],
      f'2 images are there twice ({val_name(1)} and {val_name(1, ".jpeg")}, {val_name(7)} and {val_name(7, ".png")})'),
     ([val_name(50001), val_name(0), val_name(99999999)],
@@ -326,9 +328,11 @@ def test_empty_folders_are_empty_splits(tmp_path, solution_csv):
     with pytest.raises(DataError, match='holds neither training nor validation images'), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         iu.load_imagenet(top)
-    with pytest.warns(UserWarning, match=f'no validation images in {val}'):
-        with pytest.raises(DataError):
-            iu.load_imagenet(top)
+    with pytest.warns(UserWarning) as record, pytest.raises(DataError):
+        iu.load_imagenet(top)
+    assert [str(w.message) for w in record] == [
+        f'no class folders in {train}: the training split is empty',
+        f'no validation images in {val}: the validation split is empty']
 
 
 def error_of(data_dir):
@@ -613,6 +617,11 @@ def test_cli_summary_and_errors(tmp_path, capsys):
     assert iu.main(['--data-dir', str(tmp_path / 'out' / 'nowhere')]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'nowhere' in err and 'Traceback' not in err
+    (top / 'ILSVRC2012_img_val' / 'ILSVRC2012_val_00000008.JPEG').unlink()       # a partial validation folder
+    assert iu.main(['--data-dir', str(top), '--speed-seconds', '0']) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f'warning: {top / "ILSVRC2012_img_val"}: 7 of the 8 validation images are present; ' \
+        'the validation split holds only those\n' and 'val         7 images' in captured.out
 
 
 @pytest.mark.slow
