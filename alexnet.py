@@ -10,6 +10,7 @@ only at conv3, fc6, fc7 and fc8, which read both towers' previous outputs.
 prints the layer table (towers, output shape, parameters, multiply-adds).
 """
 import argparse
+import collections
 import math
 import os
 import sys
@@ -40,6 +41,9 @@ LRN_DEPTH_RADIUS = 2      # n = 5 adjacent kernel maps: 2 on each side (Section 
 LRN_BIAS = 2.0            # k = 2
 LRN_ALPHA = 1e-4          # alpha = 10^-4, not divided by n (paper's formula, unlike Caffe)
 LRN_BETA = 0.75           # beta = 0.75
+LRN = collections.namedtuple('LRN', 'depth_radius bias alpha beta')   # TensorFlow's LRN parameters
+PAPER_LRN = LRN(LRN_DEPTH_RADIUS, LRN_BIAS, LRN_ALPHA, LRN_BETA)    # the paper's n=5, k=2, alpha=1e-4, beta=0.75
+CAFFE_LRN = LRN(2, 1.0, 2e-5, 0.75)   # Caffe's scale k + alpha/n sum a^2, k=1 alpha=1e-4 n=5 (bvlc_alexnet)
 
 DATA_FORMATS = ('NHWC', 'NCHW')   # channels last (CPUs) or first (cuDNN's native layout on GPUs)
 
@@ -123,10 +127,8 @@ def parse_devices(devices):
 
 
 def default_data_format(devices):
-    """NCHW when a tower is on a GPU that exists (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest
-    here, and the only layout of TensorFlow's own CPU pooling: a GPU graph soft-placed on a CPU needs it)."""
-    on_gpu = any('GPU' in d.upper() for d in devices)
-    return 'NCHW' if on_gpu and tf.config.list_logical_devices('GPU') else 'NHWC'
+    """NCHW when a tower is on a GPU (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest here)."""
+    return 'NCHW' if any('GPU' in d.upper() for d in devices) else 'NHWC'
 
 
 def check_data_format(data_format):
@@ -207,24 +209,31 @@ def fc(name, inputs, units, bias, relu=True, init='paper'):
         return tf.nn.relu(x) if relu else x
 
 
-def lrn(name, inputs, portable=False, data_format='NHWC'):
+def lrn(name, inputs, portable=False, data_format='NHWC', lrn_constants=PAPER_LRN):
     """Local response normalisation, the paper's formula (Section 3.3):
     b = a / (k + alpha * sum of a^2 over the n adjacent maps)^beta.
+
+    `lrn_constants` (an LRN tuple in TensorFlow's terms: depth_radius = n // 2, bias = k, alpha, beta)
+    is PAPER_LRN by default; CAFFE_LRN gives the normalisation Caffe's released weights were trained
+    with (Caffe divides alpha by n and takes k = 1). The window never crosses towers: each tower
+    normalises its own maps, as on the paper's two GPUs (Caffe's LRN spans all 96 or 256 maps).
 
     Written with matmul and elementwise ops rather than TensorFlow's LRN op, which has no
     bf16 kernel (bf16 runs pay casts around it) and a slow gradient on CPUs: the window sum
     is a matmul with a banded [C, C] 0/1 matrix (fp32 accumulation in bf16 too), the power
-    is rsqrt(s) * sqrt(rsqrt(s)) = s^-0.75, and the gradient is written out:
-    da = g s^-beta - 2 alpha beta a * W(g b / s). Same values as the op (tests check it).
+    is rsqrt(s) * sqrt(rsqrt(s)) = s^-0.75 (tf.pow for any other beta), and the gradient is
+    written out: da = g s^-beta - 2 alpha beta a * W(g b / s). Same values as the op (tests check it).
     On a GPU the op stays: cuDNN's LRN is fast, and fp16 squares would overflow above 256;
     portable=True keeps it too, for exported models (TFLite has it built in and quantises it well).
     In NCHW the window sum is the [C, C] matrix times each image's [C, H*W] maps; TensorFlow's
     op reads NHWC only, so on a GPU in NCHW it runs between two transposes.
     """
+    radius, k, alpha, beta = LRN(*lrn_constants)     # also a list, e.g. a checkpoint JSON's "lrn"
+    radius, k, alpha, beta = int(radius), float(k), float(alpha), float(beta)
     if portable or 'GPU' in inputs.device.upper():
         def op(x, op_name=None):
-            return tf.nn.local_response_normalization(x, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-                                                      alpha=LRN_ALPHA, beta=LRN_BETA, name=op_name)
+            return tf.nn.local_response_normalization(x, depth_radius=radius, bias=k,
+                                                      alpha=alpha, beta=beta, name=op_name)
         if data_format == 'NHWC':
             return op(inputs, name)
         with tf.name_scope(name):
@@ -232,10 +241,10 @@ def lrn(name, inputs, portable=False, data_format='NHWC'):
     channels = int(inputs.shape[_channel_axis(data_format)])
     with tf.name_scope(name):
         index = np.arange(channels)
-        window = np.abs(index[:, None] - index[None, :]) <= LRN_DEPTH_RADIUS
-        band = tf.constant(LRN_ALPHA * window, tf.float32, name='window')   # alpha folded in
-        band_grad = tf.constant(2 * LRN_BETA * LRN_ALPHA * window, tf.float32, name='window_grad')
-        bias = tf.constant(LRN_BIAS, tf.float32, [channels], name='bias')
+        window = np.abs(index[:, None] - index[None, :]) <= radius
+        band = tf.constant(alpha * window, tf.float32, name='window')   # alpha folded in
+        band_grad = tf.constant(2 * beta * alpha * window, tf.float32, name='window_grad')
+        bias = tf.constant(k, tf.float32, [channels], name='bias')
 
         def window_sum(x, matrix, plus=None):   # the matrices are symmetric: x W and W x are the same sum
             if data_format == 'NCHW':
@@ -250,7 +259,7 @@ def lrn(name, inputs, portable=False, data_format='NHWC'):
         def normalise(a):
             s = window_sum(tf.square(a), band, plus=bias)
             r = tf.math.rsqrt(s)
-            p = r * tf.sqrt(r) if LRN_BETA == 0.75 else tf.pow(s, -LRN_BETA)   # s^-0.75, fast
+            p = r * tf.sqrt(r) if beta == 0.75 else tf.pow(s, -beta)   # s^-0.75, fast
             b = a * p
 
             def grad(g):
@@ -294,7 +303,8 @@ def dropout(name, inputs, training, seed=None, rate=DROPOUT_RATE):
 
 # --- the network (Figure 2) --------------------------------------------------
 def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None,
-              dropout_rate=DROPOUT_RATE, init='paper', portable=False, data_format=None):
+              dropout_rate=DROPOUT_RATE, init='paper', portable=False, data_format=None,
+              lrn_constants=PAPER_LRN):
     """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
 
     `training` (a Python bool or a bool tensor) switches dropout on (dropout_rate 0: off). Variables are
@@ -304,6 +314,7 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     TensorFlow's LRN op rather than the faster equivalent (see lrn): for SavedModel/TFLite export.
     `data_format` lays the activations out inside: 'NHWC' or 'NCHW' (the images stay NHWC; default:
     default_data_format). It changes neither the variables nor the results (up to float rounding).
+    `lrn_constants`: the LRN's (depth_radius, bias, alpha, beta), PAPER_LRN or CAFFE_LRN (see lrn).
     """
     size = int(images.shape[1])
     check_input_size(size)
@@ -321,9 +332,9 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
         with tf.device(device):
             x = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
                      stride=CONV1_STRIDE, padding='VALID', init=init, data_format=fmt)
-            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable, fmt), fmt)
+            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable, fmt, lrn_constants), fmt)
             x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init, data_format=fmt)
-            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable, fmt), fmt)
+            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable, fmt, lrn_constants), fmt)
 
     for t, device in zip(TOWERS, devices):      # conv3 reads both towers
         with tf.device(device):
