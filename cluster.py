@@ -44,9 +44,10 @@ import trainer
 from datasets import DataError
 
 WAIT_SECONDS = 300     # how long a worker waits for the parameter servers and the chief
+STEP_TIMEOUT = 600     # how long a synchronous step may wait for the other workers before the run stops
 # The cluster flags' defaults (train.py settles them with the others; checkpoints do not record them).
 DEFAULTS = dict(job_name=None, task_index=0, ps_hosts=None, worker_hosts=None, async_updates=False,
-                wait_seconds=WAIT_SECONDS)
+                wait_seconds=WAIT_SECONDS, step_timeout=STEP_TIMEOUT)
 LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
         tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
 
@@ -62,6 +63,9 @@ def add_flags(p):
                    help='each worker updates the variables on its own (default: synchronous steps)')
     g.add_argument('--wait-seconds', type=float, help=f'how long a worker waits for the parameter servers '
                    f'and the chief (default {WAIT_SECONDS})')
+    g.add_argument('--step-timeout', type=float, help=f'seconds a synchronous step may wait for the other '
+                   f'workers; then the run saves and stops, naming the worker that does not answer '
+                   f'(default {STEP_TIMEOUT})')
 
 
 def _hosts(text, flag):
@@ -109,6 +113,9 @@ def start_server(args):
     except (tf.errors.OpError, RuntimeError) as e:
         raise DataError(f'could not start the {args.job_name} {index} server on {address}: '
                         f'{str(e).splitlines()[0]}') from None
+    print(f'note: TensorFlow\'s gRPC server on {address} has no authentication and listens on every interface: '
+          f'whoever reaches the port can run TensorFlow ops as this user; keep the cluster\'s ports private '
+          f'(firewall, private network or SSH tunnel: README, Scaling out)', file=sys.stderr, flush=True)
     return spec, server
 
 
@@ -145,15 +152,19 @@ def wait_for_parameter_servers(spec, seconds):
                 time.sleep(0.5)
 
 
+def _answers(address):
+    """True when a task's host:port accepts connections."""
+    host, port = address.rsplit(':', 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
 def unreachable_parameter_server(spec):
     """The first parameter server that no longer accepts connections (it died), or None."""
-    for address in spec.job_tasks('ps'):
-        host, port = address.rsplit(':', 1)
-        try:
-            socket.create_connection((host, int(port)), timeout=2).close()
-        except OSError:
-            return address
-    return None
+    return next((address for address in spec.job_tasks('ps') if not _answers(address)), None)
 
 
 def _end_progress_bars():
@@ -203,6 +214,7 @@ class ClusterTrainer(trainer.Trainer):
         self.is_chief = self.task == 0
         self.sync = not a.async_updates and self.workers > 1
         self.sync_opt, self.applier, self.stopping = None, None, False
+        self.step_timeout = a.step_timeout if self.sync else None
         self.cpu = f'/job:worker/task:{self.task}/device:CPU:0'
         with tf.compat.v1.device(device_setter(spec, self.task)):
             super().__init__(a, meta, ds)
@@ -282,6 +294,14 @@ class ClusterTrainer(trainer.Trainer):
                 print('waiting for the chief (worker 0) to initialise the variables ...', flush=True)
                 said = time.time()
             time.sleep(0.5)
+
+    def blocked_message(self, seconds):
+        """Which worker a synchronous step waits for: the first whose port no longer answers."""
+        others = [(i, address) for i, address in enumerate(self.spec.job_tasks('worker')) if i != self.task]
+        gone = [f'worker {i} ({address})' for i, address in others if not _answers(address)]
+        who = ', '.join(gone) if gone else 'the other workers (their ports answer: are they stuck?)'
+        return (f'a synchronous step has waited {seconds:.0f} s (--step-timeout) for {who}; restart every '
+                f'task with -resume')
 
     def save(self, *args, **kwargs):
         if self.is_chief:

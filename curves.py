@@ -43,11 +43,13 @@ def read_scalars(train_dir):
 
 
 def steps_per_epoch(train_dir):
-    found = checkpoints.latest(train_dir)
-    if not found:
-        raise DataError(f'no checkpoint in {train_dir} to tell the steps per epoch: '
-                        f'give --steps-per-epoch')
-    return found[1]['steps_per_epoch']
+    """From the newest checkpoint's JSON (its weights are not needed here)."""
+    for prefix in checkpoints.list_checkpoints(train_dir):
+        try:
+            return checkpoints.read_meta(prefix)['steps_per_epoch']
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    raise DataError(f'no checkpoint in {train_dir} to tell the steps per epoch: give --steps-per-epoch')
 
 
 def curves(scalars, per_epoch):

@@ -26,6 +26,7 @@ class Split:
     images: np.ndarray = None          # uint8 [N, H, W, 3], or
     records: list = None               # TFRecord shard paths (labels inside)
     skipped: list = field(default_factory=list)  # files found unreadable
+    stalled: list = None               # set when the training stream stopped: images in a row unreadable
 
     def __len__(self):
         return int(len(self.labels))

@@ -40,6 +40,8 @@ PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045]) * 255.0
 PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                        [-0.5808, -0.0045, -0.8140],
                        [-0.5836, -0.6948, 0.4203]])
+UNREADABLE_IN_A_ROW = 1000   # training stops (one line) when this many images in a row, beyond what the
+                             # pipeline reads ahead, could not be read: the data is gone (unmounted?), not a few bad files
 SHUFFLE_BUFFER = 8192     # records in the shuffle buffer of a TFRecord split (after shard-order shuffling)
 RECORD_FEATURES = {'image/encoded': tf.io.FixedLenFeature([], tf.string),
                    'image/class/label': tf.io.FixedLenFeature([], tf.int64)}
@@ -244,7 +246,20 @@ class _Skips:
 
     def __init__(self, split, start, end=None, name_of=None):
         self.split, self.start, self.end, self.name_of = split, start, end, name_of
-        self.last, self.names, self.lock = start - 1, {}, threading.Lock()
+        self.last, self.names, self.lock, self.stalled = start - 1, {}, threading.Lock(), None
+
+    def healthy(self, j, read_ahead):
+        """False once the stream asks for a position far past the last one that arrived: the images in
+        between all failed. Then the stream ends (the trainer says why, naming a few of them)."""
+        first = int(np.min(j))
+        with self.lock:
+            if first - self.last <= UNREADABLE_IN_A_ROW + read_ahead:
+                return True
+            if not self.stalled:
+                self.stalled = [self.name_of(p) if self.name_of else self.names.get(p, f'record {p}')
+                                for p in range(self.last + 1, self.last + 4)]
+                self.split.stalled = self.stalled
+            return False
 
     def note(self, j, name):              # TFRecord streams: remember which record is at j
         self.names[int(j)] = name.decode()
@@ -265,6 +280,10 @@ class _Skips:
                         warnings.warn(f'{name}: unreadable image, skipped', datasets.UnreadableImageWarning)
             self.last = top if len(j) else self.start - 1
         return j
+
+
+def _healthy(skips, j, read_ahead):
+    return tf.numpy_function(lambda j: skips.healthy(j, read_ahead), [j], tf.bool, stateful=True)
 
 
 def _elements(split, positions, locate):
@@ -335,6 +354,8 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
     pixels. This holds as long as no image is dropped as unreadable (a drop shifts the later batches).
     TFRecord splits (records=) shuffle the shard order per epoch and use a shuffle buffer seeded by
     (seed, epoch); resuming reads and skips the records before start_step (exact, only slower).
+    When UNREADABLE_IN_A_ROW images in a row fail (the folder is gone), the stream ends and
+    split.stalled names the first few: the caller stops with one line instead of waiting forever.
     Worker shard_index of num_shards gets a disjoint part of every epoch.
     """
     steps = steps_per_epoch(split, batch_size, num_shards)
@@ -343,6 +364,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
                         f'per worker ({num_shards}): lower the batch size')
     per_epoch, start = steps * batch_size, start_step * batch_size
     n, end_of_time = len(split), 2 ** 62
+    read_ahead = 32 * batch_size            # what the parallel decoding and the prefetch buffers may hold
     if split.records is not None:
         skips = _Skips(split, start)
         shards = tf.constant([os.fspath(f) for f in split.records])
@@ -358,6 +380,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
 
         data = tf.data.Dataset.range(start // per_epoch, end_of_time).flat_map(epoch).skip(start % per_epoch)
         data = _noted(data.enumerate(start).map(lambda j, x: (j, *x)), skips)
+        data = data.take_while(lambda j, where, record: _healthy(skips, j, read_ahead))
 
         def load(j, where, record):
             contents, label = _parse(record)
@@ -367,7 +390,10 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
         files = split.files is not None
         name_of = lambda p: os.fspath(split.files[locate(np.array([p]))[0][0]])
         skips = _Skips(split, start, name_of=name_of) if files else None
-        data = _elements(split, tf.data.Dataset.range(start, end_of_time).batch(batch_size), locate)
+        positions = tf.data.Dataset.range(start, end_of_time).batch(batch_size)
+        if files:
+            positions = positions.take_while(lambda j: _healthy(skips, j, read_ahead))
+        data = _elements(split, positions, locate)
         transform = train_image_from_file if files else train_image
 
         def load(j, where, label, item):

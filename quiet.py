@@ -13,6 +13,9 @@ import sys
 
 VERBOSE = '--verbose' in sys.argv[1:] or os.environ.get('ALEXNET_VERBOSE', '') not in ('', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if VERBOSE else '2')
+# oneDNN on every x86 CPU, not only on those TensorFlow turns it on for (AVX-512 ones): the NCHW layout,
+# the bf16 rewrite and the measured speeds (README, Performance) all assume it. TF_ENABLE_ONEDNN_OPTS=0 turns it off.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 
 def _load_tensorflow_silently():

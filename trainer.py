@@ -10,6 +10,8 @@ builds its ClusterTrainer on this class.
 """
 import os
 import signal
+import sys
+import threading
 import time
 
 import numpy as np
@@ -27,6 +29,7 @@ from files import FolderLock
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
+BLOCKED_STEP_GRACE = 10.0      # seconds a step may go on after Ctrl-C / SIGTERM before the run saves and exits
 RECENT_STEPS = 50              # the progress bar shows the mean loss and top-1 of the last this many steps
 
 # The settings a run records in every checkpoint (JSON 'args'), and their defaults: the paper's recipe.
@@ -46,6 +49,10 @@ class Diverged(Exception):
     """The loss became NaN or infinite."""
 
 
+class StepBlocked(Exception):
+    """A step did not end: it waits on data that does not come, or on workers that are gone."""
+
+
 class StopRequest:
     """SIGINT / SIGTERM: finish the step, save a checkpoint, exit 0."""
     def __init__(self):
@@ -53,6 +60,9 @@ class StopRequest:
         self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(self, signum, frame):
+        if self.signal:                 # a second one: end now (the last checkpoint stays usable)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         self.signal = signal.Signals(signum).name
 
     def restore(self):
@@ -265,7 +275,10 @@ class Trainer:
         fetches = dict(step=self.step_after, loss=self.loss, accuracy=self.accuracy)
         if with_summary:
             fetches['summary'] = self.epoch_summary
-        out = self.sess.run(fetches)
+        try:
+            out = self.run(fetches)
+        except tf.errors.OutOfRangeError:
+            raise DataError(self.stalled_message()) from None
         if with_summary:
             self.writer.add_summary(out['summary'], self.step)
         self.step = int(out['step'])
@@ -275,6 +288,62 @@ class Trainer:
                            f'--lr (now {self.schedule.rate:g}); the last good checkpoint is '
                            f'{kept[0] if kept else "none (nothing was saved yet)"}')
         return out
+
+    step_timeout = None              # cluster.py: seconds a synchronous step may wait for the other workers
+
+    def run(self, fetches):
+        """sess.run(fetches) in a helper thread, so that Ctrl-C and SIGTERM are heard while a step waits (on
+        data, on other workers): a step still not done BLOCKED_STEP_GRACE seconds after one, or after
+        step_timeout, raises StepBlocked."""
+        box = {}
+
+        def work():
+            try:
+                box['out'] = self.sess.run(fetches)
+            except BaseException as e:        # handed to the main thread as it is
+                box['error'] = e
+        worker = threading.Thread(target=work, name='training step', daemon=True)
+        started, asked = time.time(), None
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            if self.stop.signal and asked is None:
+                asked = time.time()
+            if worker.is_alive() and asked is not None and time.time() - asked > BLOCKED_STEP_GRACE:
+                raise StepBlocked(f'stopped by {self.stop.signal} during a step that did not end')
+            if worker.is_alive() and self.step_timeout and time.time() - started > self.step_timeout:
+                raise StepBlocked(self.blocked_message(time.time() - started))
+        if 'error' in box:
+            raise box['error']
+        return box['out']
+
+    def blocked_message(self, seconds):
+        return f'a step has waited {seconds:.0f} s'
+
+    def abandon(self, why):
+        """A step is stuck in the session: save what the variables hold, say so, and end the process at
+        once (the stuck step cannot be joined, and closing its session would wait for it)."""
+        code = 0 if self.stop.signal and not self.step_timeout else 1
+        try:
+            if self.is_chief:
+                self.save()
+                why += f'; checkpoint saved at step {self.step}, continue with: python train.py -resume ' \
+                       f'--train-dir {self.a.train_dir}'
+        except Exception as e:          # the reason it is stuck may stop the save too: say both
+            why += f'; no checkpoint could be saved ({str(e).splitlines()[0][:120]})'
+            code = 1
+        if self.writer:
+            self.writer.flush()
+        print(f'{"error: " if code else ""}{why}', file=sys.stderr if code else sys.stdout, flush=True)
+        os._exit(code)
+
+    def stalled_message(self):
+        """Why the (endless) training stream ended: no image could be read for a long run."""
+        split = self.ds.train
+        few = ', '.join(map(str, (split.stalled or split.skipped or ['?'])[:3])) if split is not None else '?'
+        return (f'training stopped at step {self.step}: more than {preprocessing.UNREADABLE_IN_A_ROW} images in a '
+                f'row could not be read (first: {few}): is the data folder still there (unmounted, moved)? '
+                f'Fix it and continue with -resume')
 
     def log_steps(self, epoch):
         """TensorBoard's training scalars every --log-steps steps."""
@@ -326,8 +395,11 @@ class Trainer:
                   f'(raise --epochs or --max-steps)')
             return 0
         self.last_save = time.time()
-        while self.step < last_step and not self.stop.signal:
-            self.run_epoch(last_step)
+        try:
+            while self.step < last_step and not self.stop.signal:
+                self.run_epoch(last_step)
+        except StepBlocked as e:
+            self.abandon(str(e))
         if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
             why = f'stopped by {self.stop.signal}' if self.stop.signal else 'reached --max-steps'

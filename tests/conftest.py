@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+import quiet  # noqa: F401,E402  (before TensorFlow loads: its start-up lines, oneDNN on every CPU)
 TEST_DATA = REPO / 'tests' / 'data'      # the few small real files the default suite needs, committed
 REAL_DATA_ENV = 'ALEXNET_TEST_DATA'
 

@@ -13,6 +13,8 @@ import preprocessing
 from conftest import TEST_DATA
 from helpers import EVAL_CLASSES as CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
 
+pytestmark = pytest.mark.slow        # subprocesses / SavedModel and TFLite conversion: minutes
+
 JPEG = TEST_DATA / 'imagenet' / 'val' / 'ILSVRC2012_val_00000001.JPEG'
 
 

@@ -33,6 +33,7 @@ def test_device_errors(devices, replicas, message):
         parallel.parse_devices(devices, replicas)
 
 
+@pytest.mark.slow
 def test_train_with_replicas_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / 'run'
     common = ['--synthetic', '--num-classes', '4', '--input-size', '67', '--batch-size', '8',

@@ -340,4 +340,4 @@ def test_pipeline_speed_and_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'images/second with 1 threads' in out and 'per core' in out
     assert pp.main(['--data-dir', str(tmp_path / 'nothing')]) == 2
-    assert 'error: no images' in capsys.readouterr().err
+    assert 'is not a folder' in capsys.readouterr().err

@@ -33,6 +33,7 @@ def one_step(devices, replicas, images, labels, weights=None):
     return before, after, placed
 
 
+@pytest.mark.slow
 def test_replicas_step_equals_one_model_on_the_whole_batch():
     rng = np.random.default_rng(0)
     images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)
@@ -63,6 +64,7 @@ def test_label_smoothing_matches_the_smoothed_one_hot_target():
         assert value == pytest.approx(-(target * log_probs).sum(1).mean(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
     """--precision fp16 (GPUs): the loss scaling is plain graph code, so it is checked here on the CPU."""
     rng = np.random.default_rng(0)

@@ -39,6 +39,7 @@ def events(train_dir):
     return tags
 
 
+@pytest.mark.slow
 def test_learns_real_cifar10_images_and_logs_it(tmp_path, capsys):
     """A few hundred steps on demo/ (real CIFAR-10 images) with its defaults: clearly above chance,
     so a change that stops the model learning fails CI."""
@@ -68,6 +69,7 @@ def test_learns_real_cifar10_images_and_logs_it(tmp_path, capsys):
     assert figures['top1'] >= 0.17, figures
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tree, tmp_path):
     common = ['--dataset', 'folder', '--data-dir', tree, *SMALL, '--epochs', '3']
     assert run_train('-scratch', '--train-dir', tmp_path / 'straight', '--max-steps', 12, *common) == 0
@@ -86,6 +88,7 @@ def test_resume_continues_exactly(tree, tmp_path):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_scratch_refuses_to_overwrite_and_resume_needs_a_run(tree, tmp_path, capsys):
     run_dir = tmp_path / 'run'
     assert run_train('-scratch', '--synthetic', '--num-classes', 4, '--train-dir', run_dir,
@@ -137,6 +140,7 @@ def test_usage_without_mode_and_one_line_for_an_unknown_dataset(tmp_path, capsys
         assert usage or (len(err.strip().splitlines()) == 1 and "invalid choice: 'mnist'" in err)
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
     run_dir = tmp_path / 'run'
     args = ['--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL]
@@ -147,6 +151,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, 
     assert checkpoints.latest(str(run_dir))[1]['step'] == 2
 
 
+@pytest.mark.slow
 def test_plateau_lowers_the_rate_when_validation_stalls(tree, tmp_path):
     run_dir = tmp_path / 'run'
     assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir,
@@ -157,6 +162,7 @@ def test_plateau_lowers_the_rate_when_validation_stalls(tree, tmp_path):
     assert rates[0] == pytest.approx(1e-9) and rates[-1] < 1e-9
 
 
+@pytest.mark.slow
 def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
     run_dir = tmp_path / 'run'
     assert run_train('-scratch', '--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir, '--epochs', 1,
@@ -173,8 +179,11 @@ def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
         for event in tf.compat.v1.train.summary_iterator(path):
             tags.update({value.tag: value.HasField('histo') for value in event.summary.value})
     assert tags.get('histograms/conv1_a/weights') and tags.get('histograms/fc8_b/biases')
+    for folder in (run_dir, run_dir / 'best', run_dir / 'features'):      # TensorFlow's own tools find them
+        assert tf.train.latest_checkpoint(str(folder)) == checkpoints.latest(str(folder))[0], folder
 
 
+@pytest.mark.slow
 def test_batches_prefetched_to_the_device_and_nchw_train_as_the_plain_run(tree, tmp_path):
     """--devices /cpu:1 (batches copied there by tf.data) with --data-format NCHW takes the same steps
     as the default run on /cpu:0 in NHWC: the same weights, up to float rounding."""
@@ -191,6 +200,7 @@ def test_batches_prefetched_to_the_device_and_nchw_train_as_the_plain_run(tree, 
         np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-4 * scale, err_msg=name)
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_skipped_and_counted(tree, tmp_path, capsys):
     import shutil
     data = tmp_path / 'data'
@@ -202,6 +212,7 @@ def test_unreadable_images_are_skipped_and_counted(tree, tmp_path, capsys):
     assert '| 1 unreadable image skipped' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_warm_start_from_another_run(tree, tmp_path, capsys):
     source = tmp_path / 'source'
     assert run_train('-scratch', '--synthetic', '--num-classes', 10, '--train-dir', source,
@@ -234,6 +245,7 @@ def wait_for(condition, seconds=120):
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_save_and_exit_zero(tmp_path, stop):
     run_dir = tmp_path / 'run'
@@ -250,6 +262,7 @@ def test_sigint_and_sigterm_save_and_exit_zero(tmp_path, stop):
     assert checkpoints.latest(str(run_dir))[1]['step'] >= 1
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     run_dir = tmp_path / 'run'
     proc = start_training(run_dir, '--save-steps', '1', '--keep', '2')
@@ -279,6 +292,7 @@ def test_one_class_and_a_file_as_the_run_folder_are_one_line_errors(tmp_path, ca
     assert 'is a file' in err and err.count('\n') == 1 and (tmp_path / 'a_file').read_text() == 'mine'
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_only_the_runs_files_once_the_new_run_is_ready(tmp_path, capsys):
     run_dir = tmp_path / 'run'
     args = ['--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL]
@@ -313,6 +327,7 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tmp_path, capsys):
                      *SMALL) == 0
 
 
+@pytest.mark.slow
 def test_resume_of_a_moved_run_uses_the_folder_it_is_in(tmp_path, monkeypatch):
     args = ['--synthetic', '--num-classes', 4, *SMALL]
     assert run_train('-scratch', '--train-dir', tmp_path / 'made_here', '--max-steps', 1, *args) == 0
@@ -327,6 +342,7 @@ def test_resume_of_a_moved_run_uses_the_folder_it_is_in(tmp_path, monkeypatch):
     assert checkpoints.latest('runs/alexnet')[1]['args']['train_dir'] == 'runs/alexnet'
 
 
+@pytest.mark.slow
 def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
     run_dir = tmp_path / 'run'
     data = tmp_path / 'data'
@@ -357,3 +373,20 @@ def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'lacks the run' in err and 'Traceback' not in err
     os.rename(data / 'train' / 'renamed', data / 'train' / 'class1')
+
+
+@pytest.mark.slow
+def test_no_readable_image_stops_with_one_line_instead_of_waiting(tmp_path, capsys, monkeypatch):
+    """The data folder gone mid-run (or every file broken): the endless stream would wait for ever."""
+    import datasets
+    monkeypatch.setattr(datasets, 'image_mean', lambda files, seed=0: (0.0, 0.0, 0.0))
+    for c in ('a', 'b'):
+        (tmp_path / 'data' / 'train' / c).mkdir(parents=True)
+        for i in range(20):
+            (tmp_path / 'data' / 'train' / c / f'{i}.jpg').write_bytes(b'not a jpeg at all')
+    code = run_train('-scratch', '--dataset', 'folder', '--data-dir', tmp_path / 'data', '--train-dir',
+                     tmp_path / 'run', '--no-validate', *SMALL)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith('error:')]
+    assert code == 2 and len(lines) == 1, err[-2000:]
+    assert 'images in a row could not be read' in lines[0] and '.jpg' in lines[0] and 'Traceback' not in err
