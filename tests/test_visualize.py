@@ -1,0 +1,86 @@
+"""visualize.py kernels: the paper's Figure 3 from a checkpoint, and the towers' colour share."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import alexnet
+import checkpoints
+import visualize
+
+
+def grey_kernels(rng, n=48):
+    k = rng.normal(0, 1, (11, 11, 1, n))
+    return np.repeat(k, 3, axis=2)                                  # the same in every channel
+
+
+def single_channel_kernels(rng, channel=0, n=48):
+    k = np.zeros((11, 11, 3, n))
+    values = rng.normal(0, 1, (11, 11, n))
+    k[:, :, channel] = values - values.mean(axis=(0, 1))            # zero mean: share exactly 2/3
+    return k
+
+
+def tiny_checkpoint(folder, towers, meta):
+    """alexnet.inference at 67x67, 3 classes, with the given conv1 kernels, saved as training would."""
+    with tf.Graph().as_default():
+        alexnet.inference(tf.zeros([1, alexnet.MIN_INPUT_SIZE, alexnet.MIN_INPUT_SIZE, 3]), 3, devices='/cpu:0')
+        variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for t, k in zip('ab', towers):
+                variables[f'conv1_{t}/weights'].load(k.astype(np.float32), sess)
+            return checkpoints.save(sess, tf.compat.v1.train.Saver(), str(folder), 7, meta, keep=1)
+
+
+def test_colour_share_is_zero_for_grey_and_two_thirds_for_one_channel():
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(visualize.colour_share(grey_kernels(rng)), 0, atol=1e-12)
+    np.testing.assert_allclose(visualize.colour_share(single_channel_kernels(rng, 1)), 2 / 3, rtol=1e-12)
+    assert visualize.colour_share(np.zeros((11, 11, 3, 2))).tolist() == [0, 0]     # flat kernels: no division
+    mixed = rng.normal(0, 1, (11, 11, 3, 48))                       # independent channels: most variance is colour
+    assert 0.55 < visualize.colour_share(mixed).mean() < 0.75
+
+
+@pytest.mark.parametrize('channel_order', ['RGB', 'BGR'])
+def test_kernels_picture_and_colour_lines(tmp_path, capsys, channel_order):
+    rng = np.random.default_rng(1)
+    towers = [grey_kernels(rng), single_channel_kernels(rng, channel=0)]    # tower b: channel 0 only
+    run = tmp_path / 'run'
+    prefix = tiny_checkpoint(run, towers, dict(channel_order=channel_order))
+    out = tmp_path / 'conv1.png'
+    assert visualize.main(['kernels', '--train-dir', str(run), '-o', str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == ['tower a: colour share 0.00 (48 kernels)', 'tower b: colour share 0.67 (48 kernels)']
+    picture = np.asarray(Image.open(out))
+    # 16 per row, 3 rows per tower, 11x11 kernels x4 with 2-pixel gaps and 8 more between the towers
+    width, block = 16 * 44 + 17 * 2, 3 * 44 + 4 * 2
+    assert picture.shape == (2 * block + 8, width, 3)
+    assert visualize.grid_size(48, 11) == picture.shape[:2]
+    first_a = picture[2:46, 2:46].astype(int)                       # tower a's first kernel: grey
+    assert (first_a[..., 0] == first_a[..., 1]).all() and (first_a[..., 1] == first_a[..., 2]).all()
+    assert first_a.max() == 255 and first_a.min() == 0             # stretched to its own range
+    first_b = picture[block + 8 + 2:block + 8 + 46, 2:46].astype(int)
+    shown = 2 if channel_order == 'BGR' else 0                      # BGR's channel 0 is blue: RGB's channel 2
+    assert first_b[..., shown].std() > 10
+    for c in {0, 1, 2} - {shown}:
+        assert first_b[..., c].std() == 0
+    assert (picture[:2] == 255).all() and (picture[block:block + 8] == 255).all()     # the gaps
+    # --checkpoint PREFIX and --scale: the same kernels, another size
+    assert visualize.main(['kernels', '--checkpoint', prefix, '-o', str(out), '--scale', '1']) == 0
+    assert np.asarray(Image.open(out)).shape[:2] == visualize.grid_size(48, 11, scale=1)
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    for argv in (['kernels', '--train-dir', str(tmp_path / 'none'), '-o', str(tmp_path / 'x.png')],
+                 ['kernels', '--checkpoint', str(tmp_path / 'model.ckpt-3'), '-o', str(tmp_path / 'x.png')]):
+        assert visualize.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith('error: '), err
+    rng = np.random.default_rng(2)
+    run = tmp_path / 'run'
+    tiny_checkpoint(run, [grey_kernels(rng), grey_kernels(rng)], {})
+    assert visualize.main(['kernels', '--train-dir', str(run), '-o', str(tmp_path / 'no' / 'such' / 'x.png')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and 'x.png' in err[0], err
+    assert not (tmp_path / 'x.png').exists()

@@ -1,0 +1,140 @@
+"""Pictures of a trained AlexNet's weights.
+
+    python visualize.py kernels --train-dir runs/alexnet -o conv1.png
+    python visualize.py kernels --checkpoint runs/bvlc_alexnet/model.ckpt-0 -o conv1.png [--scale 4]
+
+`kernels` draws the 96 conv1 kernels as the paper's Figure 3: tower a's 48 (conv1_a/weights,
+[11, 11, 3, 48]) in the rows above tower b's 48, each kernel stretched to its own min..max,
+enlarged (nearest neighbour) and separated by a thin gap, in RGB (a checkpoint whose JSON says
+"channel_order": "BGR", as imported Caffe weights, has its kernels' channels flipped first).
+It prints, per tower, how colour-specific its kernels are:
+
+    tower a: colour share 0.12 (48 kernels)
+
+the share of a kernel's variance that is not in its grey component (the kernel minus its
+per-pixel channel mean, squared and summed, over the kernel's squared deviations from its
+mean), averaged over the tower: 0 for grey kernels, 2/3 for a zero-mean kernel in a single
+channel, 1 at most. The paper (Section 3.2) saw one GPU's kernels colour-agnostic and the
+other's colour-specific. The checkpoint is found as test.py finds it (checkpoints.for_use).
+"""
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import alexnet
+import checkpoints
+from datasets import DataError
+
+SCALE = 4            # each kernel pixel becomes SCALE x SCALE pixels
+PER_ROW = 16         # kernels per row: 3 rows per tower
+GAP = 2              # pixels between kernels (and around them)
+TOWER_GAP = 8        # extra pixels between the towers' blocks
+BACKGROUND = 255     # white gaps
+
+
+def colour_share(kernels):
+    """[n] shares of each kernel's variance outside its grey component, for kernels [h, w, 3, n]."""
+    k = np.asarray(kernels, np.float64)
+    grey = k.mean(axis=2, keepdims=True)                     # per-pixel channel mean
+    colour = ((k - grey) ** 2).sum(axis=(0, 1, 2))
+    total = ((k - k.mean(axis=(0, 1, 2), keepdims=True)) ** 2).sum(axis=(0, 1, 2))
+    return np.divide(colour, total, out=np.zeros_like(colour), where=total > 0)
+
+
+def grid_size(count, size, scale=SCALE, per_row=PER_ROW, gap=GAP, tower_gap=TOWER_GAP):
+    """(height, width) of the picture of two towers of `count` kernels of size x size."""
+    cell, rows = size * scale, -(-count // per_row)
+    block = rows * cell + (rows + 1) * gap
+    return 2 * block + tower_gap, per_row * cell + (per_row + 1) * gap
+
+
+def kernel_grid(towers, scale=SCALE, per_row=PER_ROW, gap=GAP, tower_gap=TOWER_GAP):
+    """uint8 RGB picture of the towers' kernels ([h, w, 3, n] each, RGB), tower a's rows first."""
+    size, count = towers[0].shape[0], towers[0].shape[3]
+    height, width = grid_size(count, size, scale, per_row, gap, tower_gap)
+    picture = np.full((height, width, 3), BACKGROUND, np.uint8)
+    cell, rows = size * scale, -(-count // per_row)
+    block = rows * cell + (rows + 1) * gap
+    for t, kernels in enumerate(towers):
+        for i in range(kernels.shape[3]):
+            k = kernels[..., i].astype(np.float64)
+            lo, hi = k.min(), k.max()
+            k = (k - lo) / (hi - lo) if hi > lo else np.full_like(k, 0.5)
+            k = np.repeat(np.repeat(np.round(k * 255).astype(np.uint8), scale, 0), scale, 1)
+            top = t * (block + tower_gap) + gap + (i // per_row) * (cell + gap)
+            left = gap + (i % per_row) * (cell + gap)
+            picture[top:top + cell, left:left + cell] = k
+    return picture
+
+
+def read_conv1(prefix, meta):
+    """Both towers' conv1 kernels [h, w, 3, n], in RGB."""
+    import tensorflow as tf
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        towers = [reader.get_tensor(f'conv1_{t}/weights') for t in alexnet.TOWERS]
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f'{prefix}: no conv1_a/weights and conv1_b/weights to read ({message})') from None
+    for t, k in zip(alexnet.TOWERS, towers):
+        if k.ndim != 4 or k.shape[2] != 3 or k.shape[0] != k.shape[1]:
+            raise DataError(f'{prefix}: conv1_{t}/weights has shape {list(k.shape)}, wanted [s, s, 3, n]')
+    if str(meta.get('channel_order', 'RGB')).upper() == 'BGR':
+        towers = [k[:, :, ::-1] for k in towers]
+    return towers
+
+
+def write_png(path, picture):
+    from skimage import io
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f'{path}: no folder {folder}')
+    try:
+        io.imsave(path, picture, check_contrast=False)
+    except (ValueError, TypeError) as e:        # e.g. an extension no image writer knows
+        raise DataError(f'{path}: cannot write the picture ({e}); give a .png name') from None
+
+
+def kernels(a):
+    prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+    towers = read_conv1(prefix, meta)
+    if a.scale < 1:
+        raise DataError(f'--scale must be at least 1, got {a.scale}')
+    picture = kernel_grid(towers, scale=a.scale)
+    write_png(a.output, picture)
+    print(f'{a.output}: conv1 kernels of {prefix}, {picture.shape[1]}x{picture.shape[0]} pixels'
+          + (' (BGR kernels shown in RGB)' if str(meta.get('channel_order', '')).upper() == 'BGR' else ''))
+    for t, k in zip(alexnet.TOWERS, towers):
+        print(f'tower {t}: colour share {colour_share(k).mean():.2f} ({k.shape[3]} kernels)')
+    return 0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Pictures of a trained AlexNet's weights.")
+    sub = p.add_subparsers(dest='command', required=True)
+    k = sub.add_parser('kernels', help="conv1's 96 kernels as the paper's Figure 3, and each tower's colour share")
+    k.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
+                                       'checkpoint, else its latest')
+    k.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
+    k.add_argument('-o', '--output', default='conv1.png', help='PNG to write (default conv1.png)')
+    k.add_argument('--scale', type=int, default=SCALE, help=f'enlargement of each kernel (default {SCALE})')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        return kernels(a)
+    except DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+    except OSError as e:
+        print(f'error: {e.filename or a.output}: {e.strerror or e}', file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
