@@ -89,6 +89,7 @@ class Classifier:
 
 
 def main(argv=None):
+    cli.one_line_warnings()
     a = parse_args(argv)
     try:
         if a.crops < 1 or a.top_k < 1:

@@ -7,6 +7,7 @@ user's mistake (a DataError), never a traceback.
 """
 import argparse
 import sys
+import warnings
 
 import alexnet
 import checkpoints
@@ -73,3 +74,13 @@ def fail(error, code=2):
     """Print a user's mistake as one line; the exit code for main()."""
     print(f'error: {error}', file=sys.stderr, flush=True)
     return code
+
+
+def show_warning(message, *args, **kwargs):
+    """Warnings (a partial dataset, a missing split, a skipped image) as one `warning:` line each."""
+    print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+def one_line_warnings():
+    """The commands' warnings as show_warning prints them, not Python's two-line format."""
+    warnings.showwarning = show_warning

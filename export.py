@@ -157,6 +157,7 @@ def size_of(path):
 
 
 def main(argv=None):
+    cli.one_line_warnings()
     a = parse_args(argv)
     try:
         if not a.out and not a.tflite:

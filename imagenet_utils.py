@@ -44,6 +44,7 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
+import cli
 import datasets
 import preprocessing
 from datasets import DataError, UnreadableImageWarning
@@ -528,13 +529,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
-        warnings.showwarning = _show_warning
+        warnings.showwarning = cli.show_warning
         return _run(a)
-
-
-def _show_warning(message, *args, **kwargs):
-    """The command line's warnings (a partial dataset, a missing split): one line each."""
-    print(f'warning: {message}', file=sys.stderr)
 
 
 def _run(a):

@@ -105,6 +105,7 @@ def evaluate_checkpoint(a):
 
 
 def main(argv=None):
+    cli.one_line_warnings()
     a = parse_args(argv)
     try:
         r = evaluate_checkpoint(a)

@@ -222,6 +222,7 @@ def train(a, meta):
 
 
 def main(argv=None):
+    cli.one_line_warnings()
     try:
         args = parse_args(argv)
         if args.job_name == 'ps':
