@@ -363,6 +363,7 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
 
 
 FEATURE_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5')   # conv1..pool5: the feature extractor
+LAYERS = FEATURE_LAYERS + ('fc6', 'fc7', 'fc8')                   # every layer with weights
 
 
 # --- the layer table ---------------------------------------------------------

@@ -27,6 +27,7 @@ import alexnet
 import checkpoints
 import cli
 import evaluate
+import plots
 import preprocessing
 from datasets import DataError
 
@@ -39,6 +40,8 @@ def parse_args(argv):
     p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
     cli.add_devices_flag(p)
     p.add_argument('--json', action='store_true', help='print a JSON list of {image, top: [{class, index, score}]}')
+    p.add_argument('--plot', metavar='PNG', help='also draw each image with its top-k as bars (the paper\'s Figure 4) '
+                   'into this PNG file')
     return p.parse_args(argv)
 
 
@@ -53,8 +56,10 @@ class Classifier:
             with tf.device('/cpu:0'):
                 image = preprocessing.decode_image(self.contents)
                 crops = preprocessing.eval_crops(image, meta['input_size'], meta['mean'], meta['resize_size'],
-                                                 mode=mode, num_random=num_random, seed=seed)
-            self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices)[0]
+                                                 mode=mode, num_random=num_random, seed=seed,
+                                                 **preprocessing.model_input(meta))
+            self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices,
+                                                     evaluate.lrn_constants(meta))[0]
             self.sess = tf.compat.v1.Session(config=alexnet.session_config('fp32', devices))
             evaluate.restore_weights(self.sess, prefix)
 
@@ -119,6 +124,11 @@ def main(argv=None):
         classifier.close()
     if a.json:
         print(json.dumps(results, indent=1))
+    if a.plot and results:
+        try:
+            print(f'figure written to {plots.predictions_figure(results, a.plot)}', file=sys.stderr if a.json else sys.stdout)
+        except OSError as e:
+            return cli.fail(f'--plot {a.plot}: {e.strerror or e}')
     return 1 if failed else 0
 
 

@@ -264,7 +264,8 @@ class ClusterTrainer(trainer.Trainer):
         if not a.synthetic:     # this worker's shard, from the step the run is at
             data = preprocessing.train_dataset(self.ds.train, a.batch_size, a.input_size, self.ds.mean,
                                                a.resize_size, seed=a.seed, start_step=step // self.updates_per_step(),
-                                               shard_index=self.task, num_shards=self.workers)
+                                               shard_index=self.task, num_shards=self.workers,
+                                               **trainer.image_settings(a))
             with tf.device(self.cpu):
                 sess.run(self.iterator.make_initializer(data))
         print(f'worker {self.task} of {self.workers} ({"chief, " if self.is_chief else ""}'

@@ -10,11 +10,16 @@ import alexnet
 import progress
 
 
-def crop_probabilities(crops, num_classes, devices=None):
+def lrn_constants(meta):
+    """The LRN constants of a checkpoint's network (imported Caffe weights record theirs), else the paper's."""
+    return alexnet.LRN(*meta['lrn']) if meta.get('lrn') else alexnet.PAPER_LRN
+
+
+def crop_probabilities(crops, num_classes, devices=None, lrn=alexnet.PAPER_LRN):
     """Average softmax over crops: float [B, n, s, s, 3] -> [B, num_classes]."""
     size, n = int(crops.shape[2]), int(crops.shape[1])
     flat = tf.reshape(crops, [-1, size, size, 3])
-    logits = alexnet.inference(flat, num_classes, training=False, devices=devices)
+    logits = alexnet.inference(flat, num_classes, training=False, devices=devices, lrn_constants=lrn)
     probs = tf.nn.softmax(tf.cast(logits, tf.float32))
     return tf.reduce_mean(tf.reshape(probs, [-1, n, num_classes]), axis=1)
 

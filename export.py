@@ -58,15 +58,20 @@ def centre_crops(images, meta, decode=False):
 
     def crop(x):
         image = preprocessing.decode_image(x) if decode else x
-        return preprocessing.eval_crops(image, size, (0.0, 0.0, 0.0), meta['resize_size'], 'center')[0]
+        return preprocessing.eval_crops(image, size, (0.0, 0.0, 0.0), meta['resize_size'], 'center',
+                                        resize_mode=preprocessing.model_input(meta)['resize_mode'])[0]
     return tf.map_fn(crop, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
 def outputs(crops, meta, k, names=True):
-    """The signature's outputs for float32 centre crops [N, s, s, 3] in 0..255."""
+    """The signature's outputs for float32 RGB centre crops [N, s, s, 3] in 0..255: the mean and, for a network
+    that reads BGR (imported Caffe weights), the channel swap happen inside, so every model takes RGB."""
     images = crops - tf.constant(meta['mean'], tf.float32)
+    if preprocessing.model_input(meta)['bgr']:
+        images = tf.reverse(images, [-1])
     logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0',   # saved without devices, below
-                               portable=True)   # TensorFlow's LRN op: TFLite has it built in
+                               portable=True,   # TensorFlow's LRN op: TFLite has it built in
+                               lrn_constants=evaluate.lrn_constants(meta))
     probs = tf.nn.softmax(logits)
     scores, indices = tf.math.top_k(probs, k)
     out = {'probabilities': probs, 'top_k_indices': indices}
@@ -131,7 +136,8 @@ def calibration_crops(meta, count):
         files = None if split.files is None else [split.files[i] for i in pick]
         images = None if split.images is None else split.images[pick]
         split = datasets.Split(split.labels[pick], files=files, images=images)
-    batches = preprocessing.eval_dataset(split, 1, meta['input_size'], (0.0, 0.0, 0.0), meta['resize_size'], 'center')
+    batches = preprocessing.eval_dataset(split, 1, meta['input_size'], (0.0, 0.0, 0.0), meta['resize_size'], 'center',
+                                         resize_mode=preprocessing.model_input(meta)['resize_mode'])
     for crops, _ in batches.take(count):
         yield crops.numpy()[:, 0]
 

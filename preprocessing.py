@@ -83,15 +83,44 @@ def _resized_shape(height, width, resize_size):
     return size(h), size(w)
 
 
-def square_image(image, resize_size=RESIZE_SIZE):
-    """float32 [R, R, 3]: the shorter side scaled to R (bilinear, like Caffe, no antialiasing),
-    then the central R x R square (Section 2). All crops are taken from this square."""
+RESIZE_MODES = ('shorter', 'warp')   # the paper's shorter side to R then the central square; Caffe's warp to R x R
+MAX_ASPECT = 4.0          # a longer side beyond 4x the shorter: the central square is cut before the resize, so
+                          # that a 1 x 30000 image costs a 256 x 256 square, not a 256 x 7,680,000 resize
+
+
+def square_image(image, resize_size=RESIZE_SIZE, resize_mode='shorter'):
+    """float32 [R, R, 3]: the shorter side scaled to R (bilinear, like Caffe, no antialiasing), then the
+    central R x R square (Section 2); or, resize_mode 'warp', the whole image resized to R x R without
+    keeping its aspect ratio (Caffe's bvlc_alexnet). All crops are taken from this square."""
     image = tf.convert_to_tensor(image)
+    if resize_mode == 'warp':
+        return tf.image.resize(image, [resize_size, resize_size])
+    if resize_mode != 'shorter':
+        raise ValueError(f'unknown resize mode {resize_mode!r}: {" or ".join(RESIZE_MODES)}')
     shape = tf.shape(image)
-    h, w = _resized_shape(shape[0], shape[1], resize_size)
-    image = tf.image.resize(image, tf.stack([h, w]))
-    return tf.slice(image, tf.stack([(h - resize_size) // 2, (w - resize_size) // 2, 0]),
-                    [resize_size, resize_size, 3])
+
+    def central_square_first():
+        side = tf.minimum(shape[0], shape[1])
+        square = tf.slice(image, tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, 0]), [side, side, 3])
+        return tf.image.resize(square, [resize_size, resize_size])
+
+    def resize_first():
+        h, w = _resized_shape(shape[0], shape[1], resize_size)
+        resized = tf.image.resize(image, tf.stack([h, w]))
+        return tf.slice(resized, tf.stack([(h - resize_size) // 2, (w - resize_size) // 2, 0]),
+                        [resize_size, resize_size, 3])
+
+    longer, shorter = tf.maximum(shape[0], shape[1]), tf.minimum(shape[0], shape[1])
+    extreme = tf.cast(longer, tf.float64) > MAX_ASPECT * tf.cast(shorter, tf.float64)
+    square = tf.cond(extreme, central_square_first, resize_first)
+    square.set_shape([resize_size, resize_size, 3])
+    return square
+
+
+def model_input(meta):
+    """The image settings a checkpoint's network expects (its JSON): resize_mode and bgr, as keywords of
+    the pipelines and of eval_crops. Imported Caffe weights want warped, BGR images; this project's, RGB."""
+    return dict(resize_mode=meta.get('resize_mode') or 'shorter', bgr=meta.get('channel_order') == 'BGR')
 
 
 def resize_size_for(input_size):
@@ -109,13 +138,15 @@ def _crop_offset(seed, input_size, resize_size):
     return tf.random.stateless_uniform([2], seed, 0, resize_size - input_size + 1, tf.int32)
 
 
-def _finish(crop, seeds, mean):
-    """Reflection with probability 1/2, the PCA colour offset, minus the mean (Section 4.1)."""
+def _finish(crop, seeds, mean, bgr=False):
+    """Reflection with probability 1/2, the PCA colour offset, minus the mean (Section 4.1); channels
+    reversed for a network that reads BGR."""
     flip = tf.random.stateless_uniform([], seeds[1]) < FLIP_PROBABILITY
     crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
     alpha = tf.random.stateless_normal([3], seeds[2], stddev=PCA_STD, dtype=tf.float64)
     offset = tf.cast(tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * PCA_EIGVAL) - mean, tf.float32)
-    return _add_per_channel(crop, offset)
+    out = _add_per_channel(crop, offset)
+    return tf.reverse(out, [-1]) if bgr else out
 
 
 def _add_per_channel(images, values):
@@ -125,15 +156,15 @@ def _add_per_channel(images, values):
     return tf.reshape(tf.reshape(images, [-1, w * 3]) + tf.tile(values, [w]), images.shape)
 
 
-def train_image(image, input_size, mean, resize_size=RESIZE_SIZE, seed=None):
+def train_image(image, input_size, mean, resize_size=RESIZE_SIZE, seed=None, resize_mode='shorter', bgr=False):
     """float32 [s, s, 3]: a decoded image through the training transforms, resize first, then crop.
     seed (int or [2]) makes the crop, reflection and colour noise a function of it."""
     _check_sizes(input_size, resize_size)
     seeds = _seeds(seed, 3)
     top_left = _crop_offset(seeds[0], input_size, resize_size)
-    square = square_image(image, resize_size)
+    square = square_image(image, resize_size, resize_mode)
     crop = tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
-    return _finish(crop, seeds, mean)
+    return _finish(crop, seeds, mean, bgr)
 
 
 def _jpeg_window(shape, top_left, input_size, resize_size):
@@ -155,7 +186,8 @@ def _jpeg_window(shape, top_left, input_size, resize_size):
     return tf.stack([y, x, height, width])
 
 
-def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, seed=None):
+def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, seed=None, resize_mode='shorter',
+                          bgr=False):
     """train_image on encoded bytes. JPEGs at least R pixels on their shorter side decode only the crop
     window (mapped to the original pixels) and resize it to s x s, which matches train_image up to
     interpolation; the same seed picks the same crop, reflection and noise as train_image."""
@@ -164,7 +196,7 @@ def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, s
     top_left = _crop_offset(seeds[0], input_size, resize_size)
 
     def whole():
-        square = square_image(decode_image(contents), resize_size)
+        square = square_image(decode_image(contents), resize_size, resize_mode)
         return tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
 
     def jpeg():
@@ -175,19 +207,23 @@ def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, s
             crop = tf.io.decode_and_crop_jpeg(contents, at, channels=3, dct_method='INTEGER_FAST')
             return tf.image.resize(crop, [input_size, input_size])
         # images smaller than the square are cheap to decode whole, and resizing first keeps their crops exact
-        return tf.cond(tf.reduce_min(shape[:2]) >= resize_size, window, whole)
+        fits = tf.logical_and(tf.reduce_min(shape[:2]) >= resize_size,
+                              tf.cast(tf.reduce_max(shape[:2]), tf.float64) <=
+                              MAX_ASPECT * tf.cast(tf.reduce_min(shape[:2]), tf.float64))
+        return tf.cond(fits, window, whole)
 
-    crop = tf.cond(is_jpeg(contents), jpeg, whole)
+    crop = tf.cond(is_jpeg(contents), jpeg, whole) if resize_mode == 'shorter' else whole()
     crop.set_shape([input_size, input_size, 3])
-    return _finish(crop, seeds, mean)
+    return _finish(crop, seeds, mean, bgr)
 
 
-def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5, seed=None):
+def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5, seed=None,
+               resize_mode='shorter', bgr=False):
     """float32 [n, s, s, 3] test crops of one decoded image, minus the mean (Section 4.1):
     'center' (n=1), 'ten' (corners and centre of the R x R square, then their reflections, n=10),
     or 'random' (num_random uniformly placed crops, each reflected with probability 1/2)."""
     _check_sizes(input_size, resize_size)
-    square = square_image(image, resize_size)
+    square = square_image(image, resize_size, resize_mode)
     far, mid = resize_size - input_size, (resize_size - input_size) // 2
     crop = lambda y, x: tf.slice(square, tf.stack([y, x, 0]), [input_size, input_size, 3])
     if mode == 'center':
@@ -203,7 +239,8 @@ def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', 
         crops = tf.where(flips[:, None, None, None], tf.reverse(crops, [2]), crops)
     else:
         raise ValueError(f"unknown crop mode {mode!r}: 'center', 'ten' or 'random'")
-    return _add_per_channel(crops, -tf.constant(mean, tf.float32))
+    crops = _add_per_channel(crops, -tf.constant(mean, tf.float32))
+    return tf.reverse(crops, [-1]) if bgr else crops
 
 
 # ---------------------------------------------------------------- the order of a split, epoch by epoch
@@ -344,7 +381,7 @@ def _batches(data, load, batch_size, skips, drop_remainder, end_marker=None):
 
 
 def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, seed=0, start_step=0,
-                  shard_index=0, num_shards=1):
+                  shard_index=0, num_shards=1, resize_mode='shorter', bgr=False):
     """Infinite (images float32 [B, s, s, 3], labels int64 [B]) with the training transforms.
 
     Exact resume: for files and arrays, epoch e visits the split in a permutation fixed by (seed, e)
@@ -384,7 +421,8 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
 
         def load(j, where, record):
             contents, label = _parse(record)
-            return j, train_image_from_file(contents, input_size, mean, resize_size, _pair(seed, where)), label
+            return j, train_image_from_file(contents, input_size, mean, resize_size, _pair(seed, where),
+                                            resize_mode, bgr), label
     else:
         locate = _Epochs(n, per_epoch, seed, shard_index, num_shards)
         files = split.files is not None
@@ -398,16 +436,17 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
 
         def load(j, where, label, item):
             source = tf.io.read_file(item) if files else item
-            return j, transform(source, input_size, mean, resize_size, _pair(seed, where)), label
+            return j, transform(source, input_size, mean, resize_size, _pair(seed, where), resize_mode, bgr), label
     return _batches(data, load, batch_size, skips, drop_remainder=True)
 
 
 def eval_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5,
-                 seed=0):
+                 seed=0, resize_mode='shorter', bgr=False):
     """Finite, in order: (crops float32 [B, n, s, s, 3], labels int64 [B]); the last batch may be short.
     Random crops are a function of (seed, the image's index), the same on every pass."""
     n = len(split)
-    crops = lambda image, j: eval_crops(image, input_size, mean, resize_size, mode, num_random, _pair(seed, j))
+    crops = lambda image, j: eval_crops(image, input_size, mean, resize_size, mode, num_random, _pair(seed, j),
+                                        resize_mode, bgr)
     count = {'center': 1, 'ten': 10, 'random': num_random}.get(mode, 0)
     marker = (tf.zeros([0], tf.int64), tf.zeros([0, count, input_size, input_size, 3]), tf.zeros([0], tf.int64))
     if split.records is not None:

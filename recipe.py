@@ -41,6 +41,8 @@ class Recipe:
     label_smoothing: float = 0.0
     seed: int = 0                      # dropout masks are a function of (seed, replica, step)
     data_format: str = None            # alexnet.DATA_FORMATS; None: by device
+    lrn: tuple = None                  # the LRN's constants (alexnet.LRN); None: the paper's
+    train_layers: str = None           # e.g. 'fc7,fc8': only these layers are updated; None: all
 
     @classmethod
     def of(cls, settings):
@@ -72,6 +74,26 @@ def _accuracy(logits, labels, k):
                      for j in (1, k)])
 
 
+def layers_of(train_layers):
+    """The layer names of --train-layers ('fc7,fc8'), checked; None: every layer."""
+    if not train_layers:
+        return None
+    names = [n.strip() for n in str(train_layers).split(',') if n.strip()]
+    unknown = [n for n in names if n not in alexnet.LAYERS]
+    if unknown or not names:
+        raise DataError(f'--train-layers {train_layers}: {", ".join(unknown) or "no layer"} is not a layer; '
+                        f'name some of {",".join(alexnet.LAYERS)}')
+    return names
+
+
+def trained_variables(train_layers=None):
+    """The variables the update changes: all trainable ones, or those of the named layers (both towers).
+    The others stay exactly as they are: no gradient, no weight decay, no momentum slot."""
+    layers = layers_of(train_layers)
+    variables = tf.compat.v1.trainable_variables()
+    return variables if layers is None else [v for v in variables if v.op.name.split('_')[0] in layers]
+
+
 def _replica_gradients(recipe, images, labels, global_step, scale):
     """(variables, [gradients of each replica], [loss of each], [accuracy of each]): every replica's
     forward and backward pass on its 1/R of the batch, on its own devices (parallel.py)."""
@@ -88,9 +110,10 @@ def _replica_gradients(recipe, images, labels, global_step, scale):
             seed = tf.stack([tf.constant(recipe.seed + 65536 * r, tf.int64), global_step])
             logits = tf.cast(alexnet.inference(x, recipe.num_classes, training=True, devices=pair, dropout_seed=seed,
                                                dropout_rate=recipe.dropout, init=recipe.init,
-                                               data_format=recipe.data_format), tf.float32)
+                                               data_format=recipe.data_format,
+                                               lrn_constants=recipe.lrn or alexnet.PAPER_LRN), tf.float32)
             xent = cross_entropy(logits, y, recipe.label_smoothing)
-            variables = variables or tf.compat.v1.trainable_variables()
+            variables = variables or trained_variables(recipe.train_layers)
             grads.append(tf.compat.v1.gradients(xent * scale if scale is not None else xent, variables,
                                                 colocate_gradients_with_ops=True))
             xents.append(xent)

@@ -78,7 +78,7 @@ def eval_data(split, meta, a):
     """(crops float32 [B, n, s, s, 3], labels [B]) batches of the split, as the checkpoint's training saw images."""
     mode, n, _ = cli.crop_mode(a)
     return preprocessing.eval_dataset(split, a.batch_size, meta['input_size'], meta['mean'], meta['resize_size'],
-                                      mode=mode, num_random=n, seed=a.seed)
+                                      mode=mode, num_random=n, seed=a.seed, **preprocessing.model_input(meta))
 
 
 def evaluate_checkpoint(a):
@@ -94,7 +94,7 @@ def evaluate_checkpoint(a):
         with tf.device('/cpu:0'):
             data = eval_data(split, meta, a)
             crops, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
-        probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices)
+        probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices, evaluate.lrn_constants(meta))
         with tf.compat.v1.Session(config=alexnet.session_config(a.precision, devices)) as sess:
             evaluate.restore_weights(sess, prefix)
             r = evaluate.run(sess, probs, labels, total=len(split), top_k=a.top_k,

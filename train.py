@@ -85,7 +85,10 @@ def parse_args(argv):
     p.add_argument('--synthetic', action='store_true', default=None, help='random images, no dataset: benchmarks, smoke tests')
     p.add_argument('--num-classes', type=int, help='classes for --synthetic (default 1000)')
     p.add_argument('-m', '--model_path', '--model-path', dest='model_path',
-                   help='start from another checkpoint\'s weights (layers of matching shape)')
+                   help='start from another checkpoint\'s weights (layers of matching shape; e.g. the imported '
+                        'runs/bvlc_alexnet); its LRN constants, channel order, resize mode and mean are kept')
+    p.add_argument('--train-layers', help='fine-tuning: update only these layers, e.g. fc7,fc8 (default: all); '
+                   'the others stay exactly as loaded')
     p.add_argument('--data-format', type=str.upper, choices=alexnet.DATA_FORMATS,
                    help='activation layout inside the network: NHWC or NCHW (default: NCHW on GPUs, cuDNN\'s '
                         'own; NHWC on CPUs, about 2x faster there); checkpoints are the same either way')
@@ -138,6 +141,8 @@ def settle_args(args):
                             f'{meta["args"].get("precision")}; fp16 adds the loss scale to the checkpoint); '
                             f'start a new run with -scratch instead')
     settled.update(given)
+    if args.scratch and settled.get('model_path'):
+        settled.update(inherited_from(settled['model_path']))
     a = argparse.Namespace(**settled, scratch=args.scratch, resume=args.resume, overwrite=args.overwrite,
                            explicit_lr=args.resume and 'lr' in given)
     for key in ('batch_size', 'epochs', 'keep', 'log_steps', 'num_classes', 'patience'):
@@ -175,11 +180,29 @@ def settle_args(args):
     a.replicas = len(a.devices.split(',')) // 2
     if a.batch_size % a.replicas:
         raise DataError(f'--batch-size {a.batch_size} does not split evenly over {a.replicas} replicas')
+    recipe.layers_of(a.train_layers)          # a one-line error for an unknown layer
     if a.resize_size is None:
         a.resize_size = preprocessing.resize_size_for(a.input_size)   # the paper's 256 for 227
     if a.resize_size < a.input_size:
         raise DataError(f'--resize-size {a.resize_size} is smaller than the crop {a.input_size}')
     return a, meta
+
+
+INHERITED = ('lrn', 'channel_order', 'resize_mode')   # what a network expects of its input, kept by fine-tuning
+
+
+def inherited_from(model_path):
+    """What a new run keeps of the checkpoint it starts from (--model_path): the LRN constants, channel
+    order and resize mode its network was trained with, and its mean when it was imported (Caffe's)."""
+    try:
+        meta = checkpoints.for_use(checkpoint=model_path)[1]
+    except DataError:
+        return {}                  # a bare TensorFlow checkpoint: nothing recorded (warm_start checks it)
+    kept = {key: meta[key] for key in INHERITED if meta.get(key) is not None}
+    mean = meta.get('args', {}).get('mean') or (meta.get('mean') if meta.get('source') else None)
+    if mean:
+        kept['mean'] = list(mean)
+    return kept
 
 
 def check_same_classes(ds, meta):
@@ -203,6 +226,8 @@ def load_data(a, meta=None):
     if meta:
         check_same_classes(ds, meta)
         ds.mean = tuple(meta['mean'])     # measured once, by the first run: a resumed run sees the same pixels
+    elif a.mean:
+        ds.mean = tuple(a.mean)           # the pretrained network's (--model_path), not this data's
     if ds.num_classes < 2:
         raise DataError(f'the {ds.name} data has {ds.num_classes} class ({", ".join(ds.class_names)}): a '
                         f'classifier needs at least 2 class folders')

@@ -42,7 +42,9 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
                 keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
                 dropout=alexnet.DROPOUT_RATE, warmup_epochs=0, label_smoothing=0.0,
-                data_format=None)
+                data_format=None, train_layers=None,
+                # what the network expects, inherited from --model_path (imported Caffe weights differ):
+                lrn=None, channel_order='RGB', resize_mode='shorter', mean=None)
 
 
 class Diverged(Exception):
@@ -97,8 +99,13 @@ def build_inputs(a, ds, start_step):
             labels = tf.random.uniform([a.batch_size], 0, a.num_classes, tf.int64)
             return images, labels
         data = preprocessing.train_dataset(ds.train, a.batch_size, a.input_size, ds.mean,
-                                           a.resize_size, seed=a.seed, start_step=start_step)
+                                           a.resize_size, seed=a.seed, start_step=start_step, **image_settings(a))
     return parallel.batches_on(data, parallel.input_device(a.devices))[0]
+
+
+def image_settings(a):
+    """The pipelines' keywords for what the network reads (warped, BGR for imported Caffe weights)."""
+    return dict(resize_mode=a.resize_mode, bgr=a.channel_order == 'BGR')
 
 
 def build_validation(a, ds):
@@ -107,11 +114,11 @@ def build_validation(a, ds):
         return None
     with tf.device('/cpu:0'):
         data = preprocessing.eval_dataset(ds.val, a.batch_size, a.input_size, ds.mean, a.resize_size,
-                                          mode='center', seed=a.seed)
+                                          mode='center', seed=a.seed, **image_settings(a))
     devices = a.devices.split(',')[:2]
     (crops, labels), init = parallel.batches_on(data, devices[0], initializable=True)
     with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
-        probs = evaluate.crop_probabilities(crops, a.num_classes, devices)
+        probs = evaluate.crop_probabilities(crops, a.num_classes, devices, alexnet.LRN(*(a.lrn or alexnet.PAPER_LRN)))
     return dict(probs=probs, labels=labels, init=init, total=len(ds.val))
 
 
@@ -254,7 +261,8 @@ class Trainer:
                     input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
                     epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
                     learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
-                    precision=a.precision, devices=a.devices)
+                    precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN),
+                    channel_order=a.channel_order, resize_mode=a.resize_mode)
 
     def save(self, folder='', saver=None, keep=None):
         directory = os.path.join(self.a.train_dir, folder)

@@ -117,3 +117,15 @@ def test_no_checkpoint_gives_the_hint(tmp_path, capsys):
     assert err.startswith('error: no checkpoint in') and 'train.py -scratch' in err and err.count('\n') == 1
     assert classify.main(['--checkpoint', str(tmp_path / 'model.ckpt-5'), str(JPEG)]) == 2
     assert capsys.readouterr().err.startswith('error: no usable checkpoint at')
+
+
+def test_plot_draws_each_image_with_its_top_classes(run, tmp_path, capsys):
+    png = tmp_path / 'figure.png'
+    assert classify.main(['--train-dir', run['dir'], '--center', str(JPEG), str(GRAY_JPEG), '--plot', str(png)]) == 0
+    assert f'figure written to {png}' in capsys.readouterr().out
+    with Image.open(png) as image:
+        assert image.format == 'PNG' and image.width > 400 and image.height > 300
+        pixels = np.asarray(image.convert('RGB'))
+    assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) < 30).sum() > 500     # the red bars are drawn
+    assert classify.main(['--train-dir', run['dir'], str(JPEG), '--plot', str(tmp_path / 'no' / 'f.png')]) == 2
+    assert capsys.readouterr().err.startswith('error: --plot')

@@ -441,3 +441,47 @@ def test_wrong_missing_or_foreign_layers_are_one_line(tmp_path, capsys):
         for word in words:
             assert word in line, (path, line)
         assert_nothing_written(train_dir)
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(files, tmp_path, capsys):
+    """train.py --model_path runs/bvlc_alexnet --train-layers fc7,fc8 on 3 new classes: a new fc8, fc7
+    trained, every other layer bit for bit as imported, with no momentum slot; the run and its -resume
+    keep Caffe's LRN, BGR, warp and mean. classify.py names the imported model's classes."""
+    from helpers import make_folder
+    import classify
+    import train
+    imported = tmp_path / 'bvlc'
+    assert import_weights.main([str(files['new']), '--train-dir', str(imported)]) == 0
+    source = checkpoint_arrays(checkpoints.latest(str(imported))[0])
+    capsys.readouterr()
+    assert classify.main(['--train-dir', str(imported), '--center', '--top-k', '2', str(VAL_IMAGES[0])]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    names = set(import_weights.read_classes()[1])
+    assert shown[0].startswith('AlexNet saw') and all(line.split(' - score: ')[0] in names for line in shown[1:3])
+
+    data = make_folder(tmp_path / 'photos', 'train', 4)
+    tuned = tmp_path / 'tuned'
+    common = ['--dataset', 'folder', '--data-dir', str(data), '--train-dir', str(tuned), '--batch-size', '2',
+              '--no-validate', '--save-minutes', '60', '--dropout', '0']
+    assert train.main(['-scratch', '--model_path', str(imported), '--train-layers', 'fc7,fc8', '--max-steps', '2',
+                       *common]) == 0
+    prefix, meta = checkpoints.latest(str(tuned))
+    assert (meta['lrn'], meta['channel_order'], meta['resize_mode']) == ([2, 1.0, 2e-05, 0.75], 'BGR', 'warp')
+    assert meta['mean'] == [122.679, 116.669, 104.007] and meta['num_classes'] == 3
+    after = checkpoint_arrays(prefix)
+    for name, value in source.items():
+        layer = name.split('_')[0]
+        if layer in ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6'):
+            np.testing.assert_array_equal(after[name], value, err_msg=name)          # frozen: bit for bit
+            assert f'{name}/Momentum' not in after, name                            # and no slot
+    assert not np.array_equal(after['fc7_a/weights'], source['fc7_a/weights'])      # trained
+    assert after['fc8_a/weights'].shape == (4096, 2) and after['fc8_b/weights'].shape == (4096, 1)   # new fc8
+    assert train.main(['-resume', '--train-dir', str(tuned), '--max-steps', '3']) == 0
+    prefix, meta = checkpoints.latest(str(tuned))
+    assert meta['step'] == 3 and meta['lrn'] == [2, 1.0, 2e-05, 0.75] and meta['channel_order'] == 'BGR'
+    again = checkpoint_arrays(prefix)
+    np.testing.assert_array_equal(again['conv1_a/weights'], source['conv1_a/weights'])
+    assert train.main(['-scratch', '--model_path', str(imported), '--train-layers', 'fc9', *common[:4],
+                       '--train-dir', str(tmp_path / 'x')]) == 2
+    assert "fc9 is not a layer" in capsys.readouterr().err

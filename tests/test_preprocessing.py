@@ -341,3 +341,30 @@ def test_pipeline_speed_and_cli(tmp_path, capsys):
     assert 'images/second with 1 threads' in out and 'per core' in out
     assert pp.main(['--data-dir', str(tmp_path / 'nothing')]) == 2
     assert 'is not a folder' in capsys.readouterr().err
+
+
+def test_an_extreme_aspect_ratio_costs_only_its_central_square():
+    """A 1 x 30000 image (a few hundred bytes as a PNG) would be resized to 256 x 7,680,000 first."""
+    thin = tf.constant(encode(np.full((1, 30000, 3), 200, np.uint8), 'PNG'))
+    assert len(thin.numpy()) < 2000
+    square = pp.square_image(pp.decode_image(thin), 256)
+    assert square.shape == (256, 256, 3) and np.allclose(square.numpy(), 200)
+    crops = pp.eval_crops(pp.decode_image(thin), 227, MEAN, 256, 'ten')
+    assert crops.shape == (10, 227, 227, 3)
+    normal = smooth_image(300, 400)                    # ordinary images: the shorter side first, as before
+    got = pp.square_image(normal, 256).numpy()
+    ref = tf.image.resize(normal, [256, 341]).numpy()[:, 42:298]
+    np.testing.assert_allclose(got, ref, atol=1e-3)
+
+
+def test_warp_and_bgr_for_imported_caffe_weights():
+    image = smooth_image(100, 300)
+    warped = pp.square_image(image, 64, 'warp').numpy()
+    np.testing.assert_allclose(warped, tf.image.resize(image, [64, 64]).numpy(), atol=1e-4)
+    rgb = pp.eval_crops(image, 56, MEAN, 64, 'center', resize_mode='warp').numpy()
+    bgr = pp.eval_crops(image, 56, MEAN, 64, 'center', resize_mode='warp', bgr=True).numpy()
+    np.testing.assert_array_equal(bgr, rgb[..., ::-1])
+    assert pp.model_input({'channel_order': 'BGR', 'resize_mode': 'warp'}) == {'resize_mode': 'warp', 'bgr': True}
+    assert pp.model_input({}) == {'resize_mode': 'shorter', 'bgr': False}
+    with pytest.raises(ValueError, match='unknown resize mode'):
+        pp.square_image(image, 64, 'stretch')

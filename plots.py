@@ -1,0 +1,51 @@
+"""The paper's Figure 4 (left) for any images: each image beside its top-k classes as horizontal bars.
+
+    classify.py IMAGE... --plot out.png
+"""
+import matplotlib
+
+matplotlib.use('Agg')                    # files only: no display needed
+import matplotlib.pyplot as plt          # noqa: E402  (after choosing the backend)
+import numpy as np                       # noqa: E402
+from PIL import Image                    # noqa: E402
+
+COLUMNS = 4              # images per row of the figure
+THUMBNAIL = 256          # longer side of each image as drawn, pixels
+
+
+def thumbnail(path):
+    with Image.open(path) as image:
+        image = image.convert('RGB')
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
+        return np.asarray(image)
+
+
+def predictions_figure(results, path):
+    """results: [{image, top: [{class, score}]}] (classify.py's); writes one PNG with a panel for each:
+    the image, and under it the top classes as bars, the highest on top."""
+    n = len(results)
+    cols = min(COLUMNS, n)
+    rows = -(-n // cols)
+    figure, axes = plt.subplots(2 * rows, cols, figsize=(3.2 * cols, 4.6 * rows), squeeze=False,
+                                gridspec_kw={'height_ratios': [3, 2] * rows})
+    for ax in axes.flat:
+        ax.axis('off')
+    for i, result in enumerate(results):
+        r, c = divmod(i, cols)
+        picture, bars = axes[2 * r, c], axes[2 * r + 1, c]
+        picture.imshow(thumbnail(result['image']))
+        picture.set_title(str(result['image']).rsplit('/', 1)[-1], fontsize=8)
+        top = result['top']
+        names = [t['class'].split(',')[0][:28] for t in top][::-1]
+        scores = [t['score'] for t in top][::-1]
+        bars.axis('on')
+        bars.barh(range(len(top)), scores, color='tab:red')
+        bars.set_yticks(range(len(top)), names, fontsize=8)
+        bars.set_xlim(0, 1)
+        bars.tick_params(axis='x', labelsize=7)
+        for side in ('top', 'right'):
+            bars.spines[side].set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
