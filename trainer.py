@@ -9,9 +9,7 @@ and checkpoints (checkpoints.py): the latest, best/ and optionally features/. cl
 builds its ClusterTrainer on this class.
 """
 import os
-import signal
 import sys
-import threading
 import time
 
 import numpy as np
@@ -24,12 +22,12 @@ import parallel
 import preprocessing
 import progress
 import recipe
+import stopping
 from datasets import DataError
 from files import FolderLock
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
-BLOCKED_STEP_GRACE = 10.0      # seconds a step may go on after Ctrl-C / SIGTERM before the run saves and exits
 RECENT_STEPS = 50              # the progress bar shows the mean loss and top-1 of the last this many steps
 
 # The settings a run records in every checkpoint (JSON 'args'), and their defaults: the paper's recipe.
@@ -49,27 +47,6 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
-
-
-class StepBlocked(Exception):
-    """A step did not end: it waits on data that does not come, or on workers that are gone."""
-
-
-class StopRequest:
-    """SIGINT / SIGTERM: finish the step, save a checkpoint, exit 0."""
-    def __init__(self):
-        self.signal = None
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        if self.signal:                 # a second one: end now (the last checkpoint stays usable)
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-        self.signal = signal.Signals(signum).name
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def prepare_run_folder(a):
@@ -218,7 +195,7 @@ class Trainer:
         if a.scratch and a.overwrite and self.is_chief:     # the new run is ready: now the old one goes
             checkpoints.delete_run(a.train_dir)
         self.writer = self.is_chief and tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
-        self.stop = StopRequest()
+        self.stop = stopping.StopRequest()
         self.last_save = time.time()
 
     def summaries(self, images, mean):
@@ -300,38 +277,16 @@ class Trainer:
     step_timeout = None              # cluster.py: seconds a synchronous step may wait for the other workers
 
     def run(self, fetches):
-        """sess.run(fetches) in a helper thread, so that Ctrl-C and SIGTERM are heard while a step waits (on
-        data, on other workers): a step still not done BLOCKED_STEP_GRACE seconds after one, or after
-        step_timeout, raises StepBlocked."""
-        box = {}
-
-        def work():
-            try:
-                box['out'] = self.sess.run(fetches)
-            except BaseException as e:        # handed to the main thread as it is
-                box['error'] = e
-        worker = threading.Thread(target=work, name='training step', daemon=True)
-        started, asked = time.time(), None
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
-            if self.stop.signal and asked is None:
-                asked = time.time()
-            if worker.is_alive() and asked is not None and time.time() - asked > BLOCKED_STEP_GRACE:
-                raise StepBlocked(f'stopped by {self.stop.signal} during a step that did not end')
-            if worker.is_alive() and self.step_timeout and time.time() - started > self.step_timeout:
-                raise StepBlocked(self.blocked_message(time.time() - started))
-        if 'error' in box:
-            raise box['error']
-        return box['out']
+        """sess.run(fetches), heard by Ctrl-C and SIGTERM while it waits (stopping.run_heard)."""
+        return stopping.run_heard(self.sess, fetches, self.stop, self.step_timeout, self.blocked_message)
 
     def blocked_message(self, seconds):
         return f'a step has waited {seconds:.0f} s'
 
-    def abandon(self, why):
+    def abandon(self, blocked):
         """A step is stuck in the session: save what the variables hold, say so, and end the process at
         once (the stuck step cannot be joined, and closing its session would wait for it)."""
-        code = 0 if self.stop.signal and not self.step_timeout else 1
+        why, code = str(blocked), 0 if blocked.by_signal else 1
         try:
             if self.is_chief:
                 self.save()
@@ -406,8 +361,8 @@ class Trainer:
         try:
             while self.step < last_step and not self.stop.signal:
                 self.run_epoch(last_step)
-        except StepBlocked as e:
-            self.abandon(str(e))
+        except stopping.StepBlocked as e:
+            self.abandon(e)
         if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
             why = f'stopped by {self.stop.signal}' if self.stop.signal else 'reached --max-steps'

@@ -1,4 +1,4 @@
-"""trainer.py: a step that does not end is heard and abandoned; the run folder; the epoch's figures."""
+"""trainer.py and stopping.py: a step that does not end is heard and given up; the run folder; the epoch."""
 import socket
 import threading
 import time
@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import cluster
+import stopping
 import trainer
 from datasets import DataError
 
@@ -32,13 +33,13 @@ def stepper(**attributes):
 
 
 def test_a_signal_during_a_step_that_does_not_end_is_heard(monkeypatch):
-    monkeypatch.setattr(trainer, 'BLOCKED_STEP_GRACE', 0.5)
+    monkeypatch.setattr(stopping, 'BLOCKED_STEP_GRACE', 0.5)
     t = stepper()
     threading.Timer(0.3, lambda: setattr(t.stop, 'signal', 'SIGTERM')).start()
     start = time.time()
-    with pytest.raises(trainer.StepBlocked, match='stopped by SIGTERM during a step that did not end'):
+    with pytest.raises(stopping.StepBlocked, match='stopped by SIGTERM during a step that did not end') as e:
         t.run({})
-    assert time.time() - start < 5
+    assert e.value.by_signal and time.time() - start < 5
     t.sess.release.set()
 
 
@@ -68,9 +69,10 @@ def test_a_synchronous_step_past_its_timeout_names_the_worker_that_is_gone():
                                             f'127.0.0.1:{gone_port}']})
     t = stepper(step_timeout=0.5, spec=spec, task=0)
     t.blocked_message = lambda seconds: cluster.ClusterTrainer.blocked_message(t, seconds)
-    with pytest.raises(trainer.StepBlocked) as e:
+    with pytest.raises(stopping.StepBlocked) as e:
         t.run({})
     message = str(e.value)
+    assert not e.value.by_signal
     assert f'worker 2 (127.0.0.1:{gone_port})' in message and 'worker 1' not in message
     assert '--step-timeout' in message and 'restart every task with -resume' in message
     t.sess.release.set()
