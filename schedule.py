@@ -30,6 +30,7 @@ class LearningRate:
             raise DataError(f'--warmup-epochs must be at least 0 and fewer than --epochs ({self.epochs}), '
                             f'got {self.warmup_epochs}')
         self.rate, self.best, self.bad_epochs, self.drops = base, None, 0, 0
+        self.total_steps = None          # set by a --time-budget plan (budget.py)
         if state:
             self.rate, self.best = state['rate'], state['best']
             self.bad_epochs, self.drops = state['bad_epochs'], state['drops']
@@ -41,8 +42,10 @@ class LearningRate:
 
     def at_step(self, step, steps_per_epoch):
         """One-cycle: the rate for `step`, rising linearly from 0 over --warmup-epochs to --lr, then
-        falling linearly to 0 at the end of --epochs. Also sets self.rate."""
-        warmup, total = self.warmup_epochs * steps_per_epoch, self.epochs * steps_per_epoch
+        falling linearly to 0 at the end of --epochs (or at total_steps, a --time-budget plan's). Also
+        sets self.rate."""
+        warmup = self.warmup_epochs * steps_per_epoch
+        total = self.total_steps or self.epochs * steps_per_epoch
         if step < warmup:
             self.rate = self.base * (step + 1) / warmup
         else:

@@ -12,9 +12,11 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import alexnet
+import budget
 import checkpoints
 import cli
 import cluster
@@ -33,7 +35,7 @@ DEMO_DEFAULTS = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30
                      lr_schedule='onecycle', warmup_epochs=3)
 # Fixed by the first run: changing them would change the data order or the graph.
 FIXED_ON_RESUME = ('dataset', 'init', 'batch_size', 'input_size', 'resize_size', 'seed', 'synthetic',
-                   'num_classes', 'val_size')
+                   'num_classes', 'val_size', 'time_budget')
 
 
 class Parser(cli.Parser):
@@ -42,6 +44,14 @@ class Parser(cli.Parser):
         if '-scratch' in message:
             self.print_usage(sys.stderr)
         super().error(message)
+
+
+def duration(text):
+    """argparse's type for --time-budget: seconds."""
+    try:
+        return budget.parse_duration(text)
+    except DataError as e:
+        raise argparse.ArgumentTypeError(str(e).split(': ', 1)[-1]) from None
 
 
 def parse_args(argv):
@@ -105,6 +115,9 @@ def parse_args(argv):
     p.add_argument('--save-features', action='store_true', default=None, help='also save conv1..conv5 weights each epoch')
     p.add_argument('--histograms', action='store_true', default=None, help='weight histograms in TensorBoard each epoch')
     p.add_argument('--log-steps', type=int, help='TensorBoard training scalars every N steps (default 20)')
+    p.add_argument('--time-budget', type=duration, help='plan the run to end inside this wall-clock time, e.g. 55m '
+                   'or 1.5h: the first epoch is measured, then the number of steps is fixed (kept by -resume) and '
+                   'one-cycle ends there; --epochs is then only the first guess')
     cluster.add_flags(p)
     args = p.parse_args(argv)
     if not (args.scratch or args.resume) and args.job_name != 'ps':    # a parameter server needs neither
@@ -181,6 +194,8 @@ def settle_args(args):
     if a.batch_size % a.replicas:
         raise DataError(f'--batch-size {a.batch_size} does not split evenly over {a.replicas} replicas')
     recipe.layers_of(a.train_layers)          # a one-line error for an unknown layer
+    if a.time_budget and a.job_name:
+        raise DataError('--time-budget plans a run on one machine: leave it out of a cluster run (--job-name)')
     if a.resize_size is None:
         a.resize_size = preprocessing.resize_size_for(a.input_size)   # the paper's 256 for 227
     if a.resize_size < a.input_size:
@@ -247,12 +262,14 @@ def train(a, meta):
 
 
 def main(argv=None):
+    started = time.time()                 # what --time-budget counts from
     cli.one_line_warnings()
     try:
         args = parse_args(argv)
         if args.job_name == 'ps':
             return cluster.serve(args)
         a, meta = settle_args(args)
+        a.started = started
         return train(a, meta)
     except DataError as e:
         return cli.fail(e)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 import alexnet
+import budget
 import checkpoints
 import evaluate
 import parallel
@@ -24,7 +25,7 @@ import progress
 import recipe
 import stopping
 from datasets import DataError
-from files import FolderLock
+from files import FolderLock, write_json_atomic
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
@@ -40,7 +41,7 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
                 keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
                 dropout=alexnet.DROPOUT_RATE, warmup_epochs=0, label_smoothing=0.0,
-                data_format=None, train_layers=None,
+                data_format=None, train_layers=None, time_budget=None,
                 # what the network expects, inherited from --model_path (imported Caffe weights differ):
                 lrn=None, channel_order='RGB', resize_mode='shorter', mean=None)
 
@@ -145,13 +146,15 @@ class Epoch:
 
     def __init__(self, index):
         self.index, self.started = index, time.time()
-        self.losses, self.hits, self.speed = [], [], None
+        self.losses, self.hits, self.speed, self.step_seconds = [], [], None, []
 
-    def add(self, loss, accuracy, images_per_second):
+    def add(self, loss, accuracy, images_per_second, seconds=None):
         self.losses.append(loss)
         self.hits.append(accuracy)
         s = images_per_second
         self.speed = s if self.speed is None else 0.9 * self.speed + 0.1 * s
+        if seconds is not None:
+            self.step_seconds.append(seconds)
 
     def recent(self, n=RECENT_STEPS):
         """(mean loss, mean [top-1, top-k]) of the last n steps."""
@@ -169,6 +172,10 @@ class Trainer:
         self.steps_per_epoch = SYNTHETIC_EPOCH_STEPS if a.synthetic else \
             preprocessing.steps_per_epoch(ds.train, a.batch_size)
         self.schedule = learning_rate_schedule(a, meta['schedule'] if meta else None)
+        self.plan = meta.get('plan') if meta else None        # --time-budget: fixed once, kept by -resume
+        self.seconds_before = meta.get('seconds_used', 0.0) if meta else 0.0
+        if self.plan:
+            self.schedule.total_steps = self.plan['total_steps']
         self.best = meta['best'] if meta else None
         tf.compat.v1.set_random_seed(a.seed)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -239,7 +246,8 @@ class Trainer:
                     epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
                     learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
                     precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN),
-                    channel_order=a.channel_order, resize_mode=a.resize_mode)
+                    channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.plan,
+                    seconds_used=round(self.seconds_used(), 1))
 
     def save(self, folder='', saver=None, keep=None):
         directory = os.path.join(self.a.train_dir, folder)
@@ -330,7 +338,8 @@ class Trainer:
             while self.step < last_step and not self.stop.signal:
                 tic, before = time.time(), self.step
                 out = self.step_once(with_summary=not epoch.losses and self.is_chief)
-                epoch.add(out['loss'], out['accuracy'], a.batch_size / (time.time() - tic))
+                spent = time.time() - tic
+                epoch.add(out['loss'], out['accuracy'], a.batch_size / spent, spent)
                 loss, (top1, _) = epoch.recent()
                 bar.set_postfix_str(f'loss {loss:.3f} top-1 {100 * top1:.1f}% lr {self.schedule.rate:.2g} '
                                     f'{epoch.speed:.0f} img/s', refresh=False)
@@ -344,23 +353,30 @@ class Trainer:
         finally:
             bar.close()
         if self.step // spe > epoch.index and epoch.losses:
-            self.end_epoch(epoch.losses, epoch.hits, time.time() - epoch.started)
+            self.end_epoch(epoch.losses, epoch.hits, time.time() - epoch.started, epoch.step_seconds)
             self.last_save = time.time()
+
+    def last_step(self):
+        """Where the run stops: --epochs (or the --time-budget plan), or --max-steps if sooner."""
+        total = self.plan['total_steps'] if self.plan else self.a.epochs * self.steps_per_epoch
+        return min(total, self.a.max_steps or total)
+
+    def seconds_used(self):
+        """Wall-clock seconds of this run so far, its earlier -resume runs included."""
+        return self.seconds_before + time.time() - self.a.started
 
     def loop(self):
         """Epochs until --epochs or --max-steps, or a signal (then a save); the exit code."""
         a, spe = self.a, self.steps_per_epoch
-        total = a.epochs * spe
-        last_step = min(total, a.max_steps or total)
         self.describe()
-        if self.step >= last_step:
-            print(f'nothing to do: the run is at step {self.step} and stops at {last_step} '
+        if self.step >= self.last_step():
+            print(f'nothing to do: the run is at step {self.step} and stops at {self.last_step()} '
                   f'(raise --epochs or --max-steps)')
             return 0
         self.last_save = time.time()
         try:
-            while self.step < last_step and not self.stop.signal:
-                self.run_epoch(last_step)
+            while self.step < self.last_step() and not self.stop.signal:
+                self.run_epoch(self.last_step())
         except stopping.StepBlocked as e:
             self.abandon(e)
         if (self.stop.signal or self.step % spe) and self.is_chief:
@@ -377,9 +393,11 @@ class Trainer:
         v = self.validation
         return evaluate.run(self.sess, v['probs'], v['labels'], v['init'], total=v['total'], desc='validation')
 
-    def end_epoch(self, losses, hits, seconds):
-        """Validate, adjust the learning rate, save latest/best/features, log one line."""
+    def end_epoch(self, losses, hits, seconds, step_seconds=()):
+        """Validate, adjust the learning rate, save latest/best/features, log one line; with --time-budget,
+        the first epoch's end fixes the plan."""
         a, epoch = self.a, self.step // self.steps_per_epoch
+        ended = time.time()
         top1, topk = np.mean(hits, 0)
         line = f'epoch {epoch}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * top1:.2f}%'
         values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': top1, f'train/epoch_top{self.k}': topk}
@@ -407,4 +425,20 @@ class Trainer:
         self.save()
         if a.save_features:
             self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
+        if a.time_budget and not self.plan and len(step_seconds) > 1:
+            self.make_plan(step_seconds[1:], time.time() - ended)     # the first step builds and warms up
+        if self.plan:
+            line += ' | ' + budget.describe(self.plan, self.seconds_used())
+            scalars(self.writer, self.step, {'budget/minutes_left': (self.plan['budget_seconds'] -
+                                                                     self.seconds_used()) / 60})
         print(f'{line} | {seconds / 60:.1f} min', flush=True)
+
+    def make_plan(self, step_seconds, epoch_end_seconds):
+        """Fix the --time-budget plan once, from the measured costs, and record it in the latest checkpoint."""
+        a = self.a
+        self.plan = budget.plan(a.time_budget, self.seconds_used(), self.step, self.steps_per_epoch,
+                                step_seconds, epoch_end_seconds)
+        self.schedule.total_steps = self.plan['total_steps']
+        latest = checkpoints.latest(a.train_dir, warn=False)
+        if latest and latest[1]['step'] == self.step:            # saved just now: it carries the plan too
+            write_json_atomic(latest[0] + '.json', dict(latest[1], plan=self.plan, seconds_used=self.seconds_used()))

@@ -303,7 +303,7 @@ def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, c
     defaults = trainer.DEFAULTS
     fake = SimpleNamespace(a=SimpleNamespace(**defaults), ds=SimpleNamespace(name='x', class_names=[], class_ids=[],
                                                                                mean=(0, 0, 0)),
-                           step=0, steps_per_epoch=1, best=None,
+                           step=0, steps_per_epoch=1, best=None, plan=None, seconds_used=lambda: 0.0,
                            schedule=SimpleNamespace(rate=0.01, state=lambda: {}))
     run_keys = set(trainer.Trainer.meta(fake)) | {'step'}
     extra = {'source', 'lrn', 'channel_order', 'mean', 'resize_mode'}

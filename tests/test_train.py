@@ -390,3 +390,28 @@ def test_no_readable_image_stops_with_one_line_instead_of_waiting(tmp_path, caps
     lines = [line for line in err.splitlines() if line.startswith('error:')]
     assert code == 2 and len(lines) == 1, err[-2000:]
     assert 'images in a row could not be read' in lines[0] and '.jpg' in lines[0] and 'Traceback' not in err
+
+
+@pytest.mark.slow
+def test_time_budget_plans_once_and_resume_keeps_the_plan(tree, tmp_path, capsys):
+    run_dir = tmp_path / 'run'
+    common = ['--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir, *SMALL, '--lr-schedule', 'onecycle',
+              '--epochs', 3]
+    assert run_train('-scratch', '--time-budget', '45s', '--max-steps', 12, *common) == 0
+    out = capsys.readouterr().out
+    assert 'min budget' in out and 'min left' in out
+    meta = checkpoints.latest(str(run_dir))[1]
+    plan = meta['plan']
+    assert plan['planned_at_step'] == 8 and plan['budget_seconds'] == 45 and plan['total_steps'] >= 8
+    assert 0 < meta['seconds_used'] < 45 + 60
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 10 ** 6) == 0   # to the plan's end
+    meta = checkpoints.latest(str(run_dir))[1]
+    assert meta['plan'] == plan and meta['step'] == plan['total_steps']       # fixed once, kept by -resume
+    assert meta['learning_rate'] == pytest.approx(0.01 / plan['total_steps'])  # one-cycle ended at the plan
+    assert run_train('-resume', '--train-dir', run_dir) == 0
+    assert 'nothing to do' in capsys.readouterr().out
+    assert run_train('-resume', '--train-dir', run_dir, '--time-budget', '2h') == 2
+    assert 'cannot change on -resume' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_train('-scratch', '--time-budget', 'soon', *common)
+    assert 'give a duration such as 55m' in capsys.readouterr().err

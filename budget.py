@@ -1,0 +1,44 @@
+"""--time-budget: a run planned to end inside a wall-clock budget, whatever the machine.
+
+    python train.py -scratch --dataset cifar10 --time-budget 55m ...
+
+A recipe written in epochs cannot promise a time: the same command runs 1.5x
+faster on one machine than another. With a budget, the first epoch is measured
+(its steps, then the validation and the checkpoint writes of its end), and the
+number of steps that fits in what is left of the budget is fixed once, recorded
+in every checkpoint ('plan'), and kept by -resume, so the run stays deterministic
+after the plan is made. The one-cycle schedule then ends exactly at the planned
+step. The time spent so far, across -resume runs, is recorded too.
+"""
+import re
+import statistics
+
+from datasets import DataError
+
+SAFETY = 0.97            # plan for 97% of what is left: the measured costs vary a little from epoch to epoch
+UNITS = {'s': 1, 'm': 60, 'h': 3600}
+
+
+def parse_duration(text):
+    """Seconds of '55m', '1.5h', '3300s' or '3300' (seconds); a DataError otherwise."""
+    found = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*', str(text).lower())
+    if not found or float(found.group(1)) <= 0:
+        raise DataError(f'--time-budget {text}: give a duration such as 55m, 1.5h or 3300s')
+    return float(found.group(1)) * UNITS[found.group(2) or 's']
+
+
+def plan(budget_seconds, seconds_used, step_now, steps_per_epoch, step_seconds, epoch_end_seconds):
+    """The plan: how many steps in all fit in the budget, given what one step and one epoch's end cost."""
+    per_step = statistics.median(step_seconds) + epoch_end_seconds / steps_per_epoch
+    left = max(0.0, budget_seconds - seconds_used) * SAFETY
+    total = step_now + int(left / per_step)
+    return dict(total_steps=max(step_now, total), budget_seconds=budget_seconds,
+                seconds_per_step=round(statistics.median(step_seconds), 4),
+                epoch_end_seconds=round(epoch_end_seconds, 2), planned_at_step=step_now,
+                epochs=round(max(step_now, total) / steps_per_epoch, 2))
+
+
+def describe(p, seconds_used):
+    """One line: the plan and the time left."""
+    return (f'plan {p["total_steps"]} steps ({p["epochs"]:g} epochs) in the {p["budget_seconds"] / 60:.0f} min '
+            f'budget, {max(0.0, p["budget_seconds"] - seconds_used) / 60:.1f} min left')
