@@ -12,6 +12,7 @@ from pathlib import Path
 import cifar10_utils
 import datasets
 import imagenet_utils
+import preprocessing
 from datasets import DataError
 
 DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
@@ -24,11 +25,11 @@ def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
     if name not in DATASET_CHOICES:
         raise DataError(f'unknown dataset {name!r}: choose one of {", ".join(DATASET_CHOICES)}')
     if name == 'demo':
-        return datasets.load_demo(seed)
+        return _measured(datasets.load_demo(seed), seed)
     if name == 'folder':
         if data_dir is None:
             raise DataError('--dataset folder needs --data-dir DIR holding train/<class>/ images')
-        return datasets.load_folder(data_dir, seed=seed)
+        return _measured(datasets.load_folder(data_dir, seed=seed), seed)
     if name in ('imagenet', 'auto'):
         where = data_dir or 'ILSVRC2012'
         if name == 'imagenet':
@@ -40,7 +41,7 @@ def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
         else:                       # an ImageNet layout: its errors are the user's to see
             return imagenet_utils.load_imagenet(where)
         if name == 'auto' and data_dir is not None and _holds_class_folders(Path(data_dir) / 'train'):
-            return datasets.load_folder(data_dir, seed=seed)
+            return _measured(datasets.load_folder(data_dir, seed=seed), seed)
         if name == 'auto' and data_dir is not None and _holds_class_folders(Path(data_dir)):
             raise DataError(f'{data_dir} holds class folders but no train/: a folder dataset keeps them in '
                             f'{Path(data_dir) / "train"}/<class>/ (and optionally val/, test/); move them '
@@ -53,3 +54,9 @@ def _holds_class_folders(folder):
     if not folder.is_dir():
         return False
     return any(d.is_dir() and not d.name.startswith('.') and datasets.image_files(d) for d in folder.iterdir())
+
+
+def _measured(ds, seed):
+    """A class-folder Dataset with its training mean, measured with the decoder training uses."""
+    ds.mean = preprocessing.image_mean(ds.train.files, seed)
+    return ds

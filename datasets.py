@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 
 class DataError(Exception):
@@ -39,7 +38,7 @@ class Dataset:
     train: Split = None
     val: Split = None                  # used for decisions (lr plateau, best checkpoint)
     test: Split = None                 # never used for decisions
-    mean: tuple = (0.0, 0.0, 0.0)      # per-channel RGB mean subtracted from inputs
+    mean: tuple = (0.0, 0.0, 0.0)      # per-channel RGB mean subtracted from inputs (None: not measured yet)
     class_ids: list = None             # e.g. ImageNet WNIDs, same order as class_names
 
     @property
@@ -55,7 +54,6 @@ class UnreadableImageWarning(UserWarning):
 
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png')   # compared lower-case
 DEMO_DIR = Path(__file__).resolve().parent / 'demo'
-MEAN_SAMPLE = 500        # training images averaged for a folder dataset's mean
 
 
 def image_files(folder, recursive=False):
@@ -101,29 +99,10 @@ def stratified_split(labels, fraction, seed=0):
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
-def image_mean(files, seed=0, sample=MEAN_SAMPLE):
-    """Per-channel RGB mean over a seeded sample of up to `sample` images: the average of each image's
-    mean (so every image counts once, whatever its size). JPEGs are decoded at reduced size (Pillow's
-    draft mode), which leaves the mean nearly unchanged; unreadable files are left out."""
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(files), min(sample, len(files)), replace=False)
-    means = []
-    for i in chosen:
-        try:
-            with Image.open(files[i]) as image:
-                image.draft('RGB', (64, 64))
-                means.append(np.asarray(image.convert('RGB'), np.float64).reshape(-1, 3).mean(0))
-        except (OSError, ValueError):
-            continue
-    if not means:
-        raise DataError(f'none of the {len(chosen)} sampled training images could be read (first: {files[0]})')
-    return tuple(float(m) for m in np.mean(means, 0))
-
-
 def load_folder(data_dir, val_fraction=0.1, seed=0):
     """A Dataset from DIR/train/<class>/*, DIR/val/<class>/* (or, without val/, a seeded stratified
     val_fraction of train) and optional DIR/test/<class>/*. Classes are the sorted folder names; the
-    mean comes from up to 500 training images (image_mean)."""
+    mean is left to data.load_dataset (preprocessing.image_mean, with the decoder training uses)."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f'{root} is not a folder: give --data-dir a folder holding train/<class>/ images')
@@ -144,7 +123,7 @@ def load_folder(data_dir, val_fraction=0.1, seed=0):
         _, tfiles, tlabels = _images_by_class(root / 'test', classes)
         test = Split(tlabels, files=tfiles)
     return Dataset('folder', classes, train=train, val=val, test=test,
-                   mean=image_mean(train.files, seed), class_ids=list(classes))
+                   mean=None, class_ids=list(classes))
 
 
 def load_demo(seed=0):

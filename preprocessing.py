@@ -58,11 +58,24 @@ def is_jpeg(contents):
 def decode_image(contents):
     """Encoded bytes -> uint8 [H, W, 3] RGB: JPEG (RGB, grayscale, CMYK), PNG (RGBA, gray, palette),
     BMP, GIF (first frame). Alpha is dropped, gray is repeated, CMYK is converted by libjpeg."""
-    image = tf.cond(is_jpeg(contents),
-                    lambda: tf.io.decode_jpeg(contents, channels=3),
-                    lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
+    with tf.control_dependencies([_supported_bmp(contents)]):
+        image = tf.cond(is_jpeg(contents),
+                        lambda: tf.io.decode_jpeg(contents, channels=3),
+                        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
     image.set_shape([None, None, 3])
     return image
+
+
+def _supported_bmp(contents):
+    """An error for a BMP of fewer than 24 bits per pixel: TensorFlow's decoder returns the palette indices
+    of an 8-bit one as if they were pixels and cannot read a 1-bit one, so they are refused (skipped and
+    counted in training) rather than read wrong."""
+    is_bmp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, 2), b'BM'), tf.strings.length(contents) >= 30)
+    bits = tf.cond(is_bmp, lambda: tf.io.decode_raw(tf.strings.substr(contents, 28, 2), tf.uint16)[0],
+                   lambda: tf.constant(24, tf.uint16))
+    return tf.debugging.assert_greater_equal(bits, tf.constant(24, tf.uint16),
+                                             message='a BMP with a colour palette (fewer than 24 bits per pixel), '
+                                                     'which TensorFlow reads wrong: convert it to PNG or JPEG')
 
 
 def _seeds(seed, n):
@@ -241,6 +254,30 @@ def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', 
         raise ValueError(f"unknown crop mode {mode!r}: 'center', 'ten' or 'random'")
     crops = _add_per_channel(crops, -tf.constant(mean, tf.float32))
     return tf.reverse(crops, [-1]) if bgr else crops
+
+
+MEAN_SAMPLE = 500        # training images averaged for a folder dataset's mean
+
+
+def image_mean(files, seed=0, sample=MEAN_SAMPLE):
+    """Per-channel RGB mean over a seeded sample of up to `sample` images: the average of each image's
+    mean (so every image counts once, whatever its size), decoded by decode_image, as training decodes
+    them (JPEGs at 1/4 size, which leaves the mean nearly unchanged); unreadable files are left out."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(files), min(sample, len(files)), replace=False)
+
+    def mean_of(path):
+        contents = tf.io.read_file(path)
+        image = tf.cond(is_jpeg(contents), lambda: tf.io.decode_jpeg(contents, channels=3, ratio=4),
+                        lambda: decode_image(contents))
+        return tf.reduce_mean(tf.reshape(tf.cast(image, tf.float64), [-1, 3]), 0)
+
+    data = tf.data.Dataset.from_tensor_slices([os.fspath(files[i]) for i in chosen])
+    data = data.map(mean_of, num_parallel_calls=AUTOTUNE).ignore_errors().batch(64)
+    means = [m for batch in data.as_numpy_iterator() for m in batch]
+    if not means:
+        raise DataError(f'none of the {len(chosen)} sampled training images could be read (first: {files[0]})')
+    return tuple(float(m) for m in np.mean(means, 0))
 
 
 # ---------------------------------------------------------------- the order of a split, epoch by epoch

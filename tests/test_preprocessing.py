@@ -368,3 +368,23 @@ def test_warp_and_bgr_for_imported_caffe_weights():
     assert pp.model_input({}) == {'resize_mode': 'shorter', 'bgr': False}
     with pytest.raises(ValueError, match='unknown resize mode'):
         pp.square_image(image, 64, 'stretch')
+
+
+def test_the_mean_and_training_decode_every_file_alike(tmp_path):
+    """The folder mean is measured with the decoder training uses; BMPs that TensorFlow would read wrong
+    (8-bit palette: indices as pixels; 1-bit: unreadable) are refused with a reason, not read wrong."""
+    grey16 = tmp_path / 'grey16.png'
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(grey16)        # 16 bits: 128.5 of 255
+    decoded = pp.decode_image(tf.io.read_file(str(grey16))).numpy()
+    assert np.all(np.abs(decoded.astype(int) - 128) <= 1)
+    assert pp.image_mean([str(grey16)]) == pytest.approx((decoded.mean(),) * 3, abs=0.5)
+    rgb = smooth_image(6, 10)
+    Image.fromarray(rgb).save(tmp_path / 'rgb.bmp')
+    np.testing.assert_array_equal(pp.decode_image(tf.io.read_file(str(tmp_path / 'rgb.bmp'))).numpy(), rgb)
+    Image.fromarray(rgb).convert('P').save(tmp_path / 'palette.bmp')
+    Image.fromarray(rgb).convert('1').save(tmp_path / 'one_bit.bmp')
+    for name in ('palette.bmp', 'one_bit.bmp'):
+        with pytest.raises(tf.errors.InvalidArgumentError, match='colour palette'):
+            pp.decode_image(tf.io.read_file(str(tmp_path / name)))
+    files = [str(tmp_path / n) for n in ('rgb.bmp', 'palette.bmp', 'one_bit.bmp')]
+    assert pp.image_mean(files) == pytest.approx(tuple(rgb.reshape(-1, 3).mean(0)), abs=1e-6)

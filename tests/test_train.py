@@ -378,8 +378,8 @@ def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
 @pytest.mark.slow
 def test_no_readable_image_stops_with_one_line_instead_of_waiting(tmp_path, capsys, monkeypatch):
     """The data folder gone mid-run (or every file broken): the endless stream would wait for ever."""
-    import datasets
-    monkeypatch.setattr(datasets, 'image_mean', lambda files, seed=0: (0.0, 0.0, 0.0))
+    import preprocessing
+    monkeypatch.setattr(preprocessing, 'image_mean', lambda files, seed=0: (0.0, 0.0, 0.0))
     for c in ('a', 'b'):
         (tmp_path / 'data' / 'train' / c).mkdir(parents=True)
         for i in range(20):
