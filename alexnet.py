@@ -12,14 +12,13 @@ prints the layer table (towers, output shape, parameters, multiply-adds).
 import argparse
 import collections
 import math
-import os
 import sys
 import zlib
 
 import numpy as np
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # keep TensorFlow's start-up chatter out of the output
-import tensorflow as tf
+import quiet  # noqa: F401,E402  (before TensorFlow: keeps its start-up lines out of the output)
+import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 # --- the paper's constants ---------------------------------------------------

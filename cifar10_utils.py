@@ -29,6 +29,7 @@ import urllib.request
 import time
 import zlib
 
+import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
 from tqdm import tqdm
 

@@ -58,12 +58,39 @@ def is_jpeg(contents):
 def decode_image(contents):
     """Encoded bytes -> uint8 [H, W, 3] RGB: JPEG (RGB, grayscale, CMYK), PNG (RGBA, gray, palette),
     BMP, GIF (first frame). Alpha is dropped, gray is repeated, CMYK is converted by libjpeg."""
-    with tf.control_dependencies([_supported_bmp(contents)]):
+    with tf.control_dependencies([_supported_bmp(contents), _not_too_large(contents)]):
         image = tf.cond(is_jpeg(contents),
                         lambda: tf.io.decode_jpeg(contents, channels=3),
                         lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
     image.set_shape([None, None, 3])
     return image
+
+
+MAX_PIXELS = 100_000_000  # a larger image is refused before decoding: a few hundred bytes of PNG can claim
+                          # 30000 x 30000 pixels (2.7 GB decoded); ILSVRC's largest photographs are far below
+
+
+def _header_size(contents):
+    """(width, height) that a PNG, GIF or BMP header claims (0, 0 for other formats: JPEG's decoder
+    reads its size from the file, and small files)."""
+    def field(offset, length, dtype, big_endian=False):
+        raw = tf.strings.substr(contents, offset, length)
+        return tf.cast(tf.io.decode_raw(raw, dtype, little_endian=not big_endian)[0], tf.int64)
+    long_enough = tf.strings.length(contents) >= 30
+    start = lambda magic: tf.logical_and(long_enough, tf.equal(tf.strings.substr(contents, 0, len(magic)), magic))
+    return tf.case([(start(b'\x89PNG'), lambda: tf.stack([field(16, 4, tf.int32, True), field(20, 4, tf.int32, True)])),
+                    (start(b'GIF8'), lambda: tf.stack([field(6, 2, tf.uint16), field(8, 2, tf.uint16)])),
+                    (start(b'BM'), lambda: tf.abs(tf.stack([field(18, 4, tf.int32), field(22, 4, tf.int32)])))],
+                   default=lambda: tf.zeros([2], tf.int64))
+
+
+def _not_too_large(contents):
+    """An error, before decoding, for an image whose header claims more than MAX_PIXELS pixels."""
+    width_height = tf.cond(is_jpeg(contents), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
+                           lambda: _header_size(contents))
+    return tf.debugging.assert_less_equal(width_height[0] * width_height[1], tf.constant(MAX_PIXELS, tf.int64),
+                                          message=f'an image of more than {MAX_PIXELS:,} pixels (a decompression '
+                                                  f'bomb?), refused before decoding')
 
 
 def _supported_bmp(contents):

@@ -388,3 +388,22 @@ def test_the_mean_and_training_decode_every_file_alike(tmp_path):
             pp.decode_image(tf.io.read_file(str(tmp_path / name)))
     files = [str(tmp_path / n) for n in ('rgb.bmp', 'palette.bmp', 'one_bit.bmp')]
     assert pp.image_mean(files) == pytest.approx(tuple(rgb.reshape(-1, 3).mean(0)), abs=1e-6)
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded():
+    """A PNG of a few kB claiming 20000 x 20000 pixels (1.2 GB decoded) is an error, not an allocation."""
+    import struct
+    import zlib
+    width = height = 20000
+    row = b'\x00' + b'\x00' * width                       # filter byte + one grey byte a pixel
+    data = zlib.compress(row * 50, 9)                      # only 50 rows present: the decoder would still allocate
+    chunk = lambda kind, body: struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+    png = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+           + chunk(b'IDAT', data) + chunk(b'IEND', b''))
+    assert len(png) < 10_000
+    with pytest.raises(tf.errors.InvalidArgumentError, match='decompression bomb'):
+        pp.decode_image(tf.constant(png))
+    ordinary = encode(smooth_image(30, 40), 'PNG')
+    assert pp.decode_image(tf.constant(ordinary)).shape == (30, 40, 3)
+    for fmt in ('GIF', 'BMP', 'JPEG'):
+        assert pp.decode_image(tf.constant(encode(smooth_image(30, 40), fmt))).shape == (30, 40, 3)
