@@ -81,6 +81,11 @@ def show_warning(message, *args, **kwargs):
     print(f'warning: {message}', file=sys.stderr, flush=True)
 
 
+def format_warning(message, *args, **kwargs):
+    return f'warning: {message}\n'
+
+
 def one_line_warnings():
-    """The commands' warnings as show_warning prints them, not Python's two-line format."""
-    warnings.showwarning = show_warning
+    """The commands' warnings as one `warning:` line each, not Python's two-line format (the format only:
+    whoever records warnings, as pytest does, still gets them)."""
+    warnings.formatwarning = format_warning
