@@ -136,6 +136,21 @@ def check_data_format(data_format):
     return data_format
 
 
+def cpu_has_bf16():
+    """True when this CPU has bf16 instructions (AVX512_BF16 or AMX-BF16), read from /proc/cpuinfo; True
+    where that cannot be read (not Linux): then nothing is said."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:
+        return True
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+BF16_EMULATED_NOTE = ('note: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): bf16 runs emulated, '
+                      'about 10 times slower than fp32 here; use --precision fp32')
+
+
 def session_config(precision='fp32', devices=None):
     """Session config: soft placement (a GPU checkpoint loads on a CPU), precision, and
     as many logical CPU devices as the towers name (/cpu:0,/cpu:1 gives two)."""

@@ -184,6 +184,8 @@ def main(argv=None):
     a = argparse.Namespace(**{**trainer.DEFAULTS, 'batch_size': args.batch_size, 'num_classes': alexnet.NUM_CLASSES,
                               'input_size': args.input_size, 'devices': devices, 'precision': args.precision,
                               'data_format': args.data_format or alexnet.default_data_format(devices.split(','))})
+    if args.precision == 'bf16' and 'GPU' not in devices.upper() and not alexnet.cpu_has_bf16():
+        log(alexnet.BF16_EMULATED_NOTE)
     if args.precision == 'fp16' and 'GPU' not in devices.upper():
         log('note: the fp16 rewrite applies on GPUs only: on the CPU these are fp32 figures (loss scaling aside)')
     macs = alexnet.count(args.input_size)[1]

@@ -255,6 +255,9 @@ class Trainer:
 
     def describe(self):
         a = self.a
+        if a.precision == 'bf16' and not alexnet.cpu_has_bf16() and not any('GPU' in d.upper() for d in
+                                                                            a.devices.split(',')):
+            print(alexnet.BF16_EMULATED_NOTE, file=sys.stderr, flush=True)
         print(f'run folder: {a.train_dir}  (TensorBoard: tensorboard --logdir {os.path.dirname(a.train_dir) or a.train_dir})')
         print(f'{self.ds.name}: {len(self.ds.train) if self.ds.train else "random"} training images, '
               f'{a.num_classes} classes, {self.steps_per_epoch} steps per epoch, towers on {a.devices}, {a.precision}')
