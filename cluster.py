@@ -308,12 +308,12 @@ class ClusterTrainer(trainer.Trainer):
         if self.is_chief:
             super().save(*args, **kwargs)
 
-    def end_epoch(self, losses, hits, seconds):
+    def end_epoch(self, losses, hits, seconds, step_seconds=()):
         own = f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, {len(losses)} steps of its own'
         if self.is_chief:
             if not self.sync and self.workers > 1:    # every worker's steps count in the global step: its share
                 print(own, flush=True)
-            return super().end_epoch(losses, hits, seconds)
+            return super().end_epoch(losses, hits, seconds, step_seconds)
         print(f'{own}, loss {sum(losses) / len(losses):.4f}', flush=True)
 
     def close(self):
