@@ -262,7 +262,7 @@ def train(a, meta):
 
 
 def main(argv=None):
-    started = time.time()                 # what --time-budget counts from
+    started = budget.process_start() if argv is None else time.time()    # what --time-budget counts from
     cli.one_line_warnings()
     try:
         args = parse_args(argv)

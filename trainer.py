@@ -355,7 +355,8 @@ class Trainer:
                     self.last_save = time.time()
         finally:
             bar.close()
-        if self.step // spe > epoch.index and epoch.losses:
+        planned_end = self.plan and self.step >= self.plan['total_steps']    # mid-epoch: still validate, best/
+        if (self.step // spe > epoch.index or planned_end) and epoch.losses:
             self.end_epoch(epoch.losses, epoch.hits, time.time() - epoch.started, epoch.step_seconds)
             self.last_save = time.time()
 
@@ -384,7 +385,9 @@ class Trainer:
             self.abandon(e)
         if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
-            why = f'stopped by {self.stop.signal}' if self.stop.signal else 'reached --max-steps'
+            why = f'stopped by {self.stop.signal}' if self.stop.signal else \
+                'reached the --time-budget plan\'s last step' if self.plan and self.step >= self.plan['total_steps'] \
+                else 'reached --max-steps'
             print(f'{why} at step {self.step}: checkpoint saved; continue with: '
                   f'python train.py -resume --train-dir {a.train_dir}')
         return 0
@@ -402,7 +405,8 @@ class Trainer:
         a, epoch = self.a, self.step // self.steps_per_epoch
         ended = time.time()
         top1, topk = np.mean(hits, 0)
-        line = f'epoch {epoch}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * top1:.2f}%'
+        shown = epoch if self.step % self.steps_per_epoch == 0 else f'{self.step / self.steps_per_epoch:.2f}'
+        line = f'epoch {shown}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * top1:.2f}%'
         values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': top1, f'train/epoch_top{self.k}': topk}
         improved = False
         v = self.validate()

@@ -1,5 +1,6 @@
 """export.py: the SavedModel's signatures and the TFLite models agree with classify.py --center."""
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 import checkpoints
 import classify
 import export
+import files
 import preprocessing
 from conftest import TEST_DATA
 from helpers import EVAL_CLASSES as CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
@@ -143,3 +145,28 @@ def test_usage_errors(exported, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith('error:') and message in err and err.count('\n') == 1, err
     assert not (tmp_path / 'm').exists()
+
+
+def test_a_bgr_model_still_takes_rgb_and_agrees_with_classify(exported, tmp_path, capsys):
+    """A checkpoint whose network reads BGR (imported Caffe weights) exports signatures that take RGB like
+    every other, the swap, the warp resize and Caffe's LRN constants of its JSON inside: they give what
+    classify.py gives for that checkpoint, and differ from the same weights read as an RGB network."""
+    bgr_run = tmp_path / 'bgr'
+    shutil.copytree(exported['dir'], bgr_run)
+    prefix = checkpoints.latest(str(bgr_run))[0]
+    meta = checkpoints.read_meta(prefix)
+    files.write_json_atomic(prefix + '.json', dict(meta, channel_order='BGR', resize_mode='warp', lrn=[2, 1.0, 2e-05, 0.75]))
+    for best in (bgr_run / 'best').glob('*.json'):
+        best.unlink()                                   # use the edited latest checkpoint
+    assert export.main(['--train-dir', str(bgr_run), '--out', str(tmp_path / 'saved')]) == 0
+    model = tf.saved_model.load(str(tmp_path / 'saved'))
+    image = decoded(JPEG)
+    got = model.signatures['serving_default'](images=tf.constant(image[None]))['probabilities'].numpy()[0]
+    [expected] = classify_center(str(bgr_run), capsys, str(JPEG))
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    warped = preprocessing.eval_crops(image, INPUT_SIZE, (0.0, 0.0, 0.0), RESIZE_SIZE, 'center',
+                                      resize_mode='warp').numpy()
+    crops = model.signatures['crops'](crops=tf.constant(warped))['probabilities'].numpy()[0]
+    np.testing.assert_allclose(crops, got, atol=2e-5)
+    [as_rgb] = classify_center(exported['dir'], capsys, str(JPEG))
+    assert np.abs(as_rgb - got).max() > 1e-3                   # the JSON's settings did change the network
