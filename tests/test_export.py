@@ -159,6 +159,7 @@ def test_a_bgr_model_still_takes_rgb_and_agrees_with_classify(exported, tmp_path
     for best in (bgr_run / 'best').glob('*.json'):
         best.unlink()                                   # use the edited latest checkpoint
     assert export.main(['--train-dir', str(bgr_run), '--out', str(tmp_path / 'saved')]) == 0
+    capsys.readouterr()
     model = tf.saved_model.load(str(tmp_path / 'saved'))
     image = decoded(JPEG)
     got = model.signatures['serving_default'](images=tf.constant(image[None]))['probabilities'].numpy()[0]
