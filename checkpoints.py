@@ -15,6 +15,7 @@ top-1, and `features/` the conv1..conv5 weights for fine-tuning.
 """
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -58,18 +59,11 @@ def problem(prefix):
         shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError) as e:
         return f'its index does not read ({e.__class__.__name__})'
-    expected = sum(int(_count(shapes[name])) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
+    expected = sum(math.prod(shapes[name]) * dtypes[name].size for name in shapes if dtypes[name] != tf.string)
     found = sum(os.path.getsize(p) for p in glob.glob(prefix + '.data-*'))
     if found < expected:
         return f'its .data holds {found} of the {expected} bytes its index names (truncated)'
     return None
-
-
-def _count(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _warn(message):
