@@ -26,7 +26,10 @@ Three levels of parallelism, each inside the next:
 
 A worker started before the parameter server waits for it (--wait-seconds). If
 the parameter server dies, the workers stop with an error; restart every task
-with -resume and the chief continues from its last checkpoint.
+with -resume and the chief continues from its last checkpoint. Synchronous
+workers keep in lock step (lock_step): one that is gone or stuck stops the run
+after --step-timeout, with a checkpoint and one line naming it. A chief started
+next to a parameter server that still holds a run is refused.
 """
 import os
 import re
@@ -40,16 +43,21 @@ from tqdm import tqdm
 
 import alexnet
 import preprocessing
+import stopping
 import trainer
 from datasets import DataError
 
 WAIT_SECONDS = 300     # how long a worker waits for the parameter servers and the chief
 STEP_TIMEOUT = 600     # how long a synchronous step may wait for the other workers before the run stops
+STEPS_AHEAD = 1        # how many steps a synchronous worker may run ahead of the slowest (see lock_step)
+POLL_SECONDS = 0.1     # how often a worker that is ahead looks at the others' step counts
+LOOK_TIMEOUT = 30      # seconds a look at those counts may take (a parameter server that does not answer)
 # The cluster flags' defaults (train.py settles them with the others; checkpoints do not record them).
 DEFAULTS = dict(job_name=None, task_index=0, ps_hosts=None, worker_hosts=None, async_updates=False,
                 wait_seconds=WAIT_SECONDS, step_timeout=STEP_TIMEOUT)
 LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
-        tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError)
+        tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError,
+        tf.errors.DeadlineExceededError)
 
 
 def add_flags(p):
@@ -214,6 +222,7 @@ class ClusterTrainer(trainer.Trainer):
         self.is_chief = self.task == 0
         self.sync = not a.async_updates and self.workers > 1
         self.sync_opt, self.applier, self.stopping = None, None, False
+        self.worker_steps = None       # sync: every worker's step count, on the parameter server (lock_step)
         self.step_timeout = a.step_timeout if self.sync else None
         self.cpu = f'/job:worker/task:{self.task}/device:CPU:0'
         with tf.compat.v1.device(device_setter(spec, self.task)):
@@ -240,6 +249,12 @@ class ClusterTrainer(trainer.Trainer):
         a = self.a
         # Set by the chief once everything is in place (restored, warm-started); never saved in checkpoints.
         self.ready_flag = tf.compat.v1.Variable(True, trainable=False, collections=[], name='chief_ready')
+        if self.sync:
+            self.worker_steps = tf.compat.v1.Variable(tf.zeros([self.workers], tf.int64), trainable=False,
+                                                      collections=[], name='worker_steps')
+            with tf.control_dependencies([self.train_op]):
+                self.count_step = tf.compat.v1.scatter_add(self.worker_steps, [self.task],
+                                                           tf.constant([1], tf.int64))
         if self.sync_opt:              # SyncReplicasOptimizer's own readiness check: this file has its own
             self.sync_opt.ready_for_local_init_op.mark_used()
         wait_for_parameter_servers(self.spec, a.wait_seconds)
@@ -247,6 +262,7 @@ class ClusterTrainer(trainer.Trainer):
         config.device_filters[:] = ['/job:ps', f'/job:worker/task:{self.task}']   # not the other workers
         sess = tf.compat.v1.Session(self.server.target, config=config)
         if self.is_chief:
+            self.refuse_a_live_cluster(sess)
             super().session(meta, sess)
             if self.sync_opt:
                 sess.run(self.sync_opt.chief_init_op)
@@ -255,6 +271,7 @@ class ClusterTrainer(trainer.Trainer):
                 self.applier = threading.Thread(target=self.apply_updates, args=(sess, runner.enqueue_ops[0]),
                                                 daemon=True)
                 self.applier.start()
+                sess.run(self.worker_steps.initializer)
             sess.run(self.ready_flag.initializer)
         else:
             self.wait_for_chief(sess)
@@ -271,6 +288,47 @@ class ClusterTrainer(trainer.Trainer):
         print(f'worker {self.task} of {self.workers} ({"chief, " if self.is_chief else ""}'
               f'{"synchronous" if self.sync else "asynchronous"}) at step {step}', flush=True)
         return sess
+
+    def refuse_a_live_cluster(self, sess):
+        """A chief restarted alone, next to a parameter server that outlived it, would overwrite the
+        variables under workers that are still training: refuse, and say to restart every task."""
+        if sess.run(tf.compat.v1.is_variable_initialized(self.global_step)):
+            raise DataError(f'the parameter server ({",".join(self.spec.job_tasks("ps"))}) already holds a run\'s '
+                            f'variables: another chief is running, or this one was restarted alone; stop every '
+                            f'task of the cluster (parameter servers and workers) and start them all again with '
+                            f'-resume')
+
+    def run(self, fetches):
+        """A step, in lock step with the other workers when synchronous (lock_step)."""
+        if self.worker_steps is None:
+            return super().run(fetches)
+        self.lock_step()
+        return super().run(dict(fetches, counted=self.count_step))
+
+    def lock_step(self):
+        """Wait until no other worker is more than STEPS_AHEAD steps behind this one. SyncReplicasOptimizer
+        averages any W gradients of the current step, so without this a worker whose partner died or
+        stalled would go on alone, taking the missing worker's turn (and half the data would go unseen).
+        After --step-timeout the run stops, naming the worker it waited for."""
+        started, options = time.time(), tf.compat.v1.RunOptions(timeout_in_ms=int(1000 * LOOK_TIMEOUT))
+        while True:
+            counts = self.sess.run(self.worker_steps, options=options)
+            behind = [i for i, n in enumerate(counts) if n < counts[self.task] - STEPS_AHEAD]
+            if not behind:
+                return
+            waited = time.time() - started
+            if self.stop.signal:
+                raise stopping.StepBlocked(f'stopped by {self.stop.signal} while waiting for '
+                                           f'{self.describe_workers(behind)}', by_signal=True)
+            if waited > self.step_timeout:
+                raise stopping.StepBlocked(self.blocked_message(waited, behind), by_signal=False)
+            time.sleep(POLL_SECONDS)
+
+    def describe_workers(self, indices):
+        """'worker 1 (host:port, gone)': each with whether its port still answers."""
+        tasks = self.spec.job_tasks('worker')
+        state = lambda address: 'its port answers: is it stuck?' if _answers(address) else 'gone'
+        return ', '.join(f'worker {i} ({tasks[i]}, {state(tasks[i])})' for i in indices)
 
     def apply_updates(self, sess, update):
         """The chief's thread: wait for every worker's gradients, apply their average, release the workers."""
@@ -296,11 +354,13 @@ class ClusterTrainer(trainer.Trainer):
                 said = time.time()
             time.sleep(0.5)
 
-    def blocked_message(self, seconds):
-        """Which worker a synchronous step waits for: the first whose port no longer answers."""
-        others = [(i, address) for i, address in enumerate(self.spec.job_tasks('worker')) if i != self.task]
-        gone = [f'worker {i} ({address})' for i, address in others if not _answers(address)]
-        who = ', '.join(gone) if gone else 'the other workers (their ports answer: are they stuck?)'
+    def blocked_message(self, seconds, behind=None):
+        """Which workers a synchronous step waits for: those behind (lock_step), else those whose port no
+        longer answers."""
+        tasks = self.spec.job_tasks('worker')
+        if behind is None:
+            behind = [i for i, address in enumerate(tasks) if i != self.task and not _answers(address)]
+        who = self.describe_workers(behind) if behind else 'the other workers (their ports answer: are they stuck?)'
         return (f'a synchronous step has waited {seconds:.0f} s (--step-timeout) for {who}; restart every '
                 f'task with -resume')
 

@@ -147,13 +147,17 @@ def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter
         while saved_step(run_dir) < 2 and time.time() < deadline:
             time.sleep(0.2)
         assert saved_step(run_dir) >= 2, tasks[0].output()
-        # A killed worker stalls the synchronous steps; a dead parameter server stops the chief cleanly.
+        # A killed worker stalls the synchronous steps (the chief does not go on alone); SIGTERM then
+        # saves and stops the chief, whether it waits in a step or before one.
         tasks[1].kill()
-        tasks[2].proc.send_signal(signal.SIGKILL)
-        assert tasks[0].finish() == 1
+        time.sleep(3)
+        tasks[0].proc.send_signal(signal.SIGTERM)
+        assert tasks[0].finish(STOP) == 0, tasks[0].output()
         out = tasks[0].output()
-        assert 'lost the parameter server (127.0.0.1:' in out and 'with -resume' in out, out
+        assert re.search(r'stopped by SIGTERM (while waiting for worker 1 \(127\.0\.0\.1:\d+, gone\)|during a step '
+                         r'that did not end); checkpoint saved at step \d+', out), out
         assert 'Traceback' not in out, out
+        tasks[2].kill()
         # A restart of every task resumes from the chief's last checkpoint.
         step = saved_step(run_dir)
         tasks += [server('ps2'), worker(0, '-resume', '--max-steps', step + 2, '--save-steps', 0),
@@ -192,6 +196,34 @@ def test_a_dead_parameter_server_stops_every_synchronous_worker_with_a_one_line_
             assert len(errors) == 1, out
             assert f'lost the parameter server ({ps})' in errors[0] and 'with -resume' in errors[0], out
             assert 'Traceback' not in out and 'the chief ended the run' not in out, out
+    finally:
+        for t in tasks:
+            t.kill()
+
+
+def test_a_dead_worker_stops_the_synchronous_chief_and_a_chief_restarted_alone_is_refused(tmp_path):
+    ps, run_dir, worker, server = small_cluster(tmp_path, '--step-timeout', 6)
+    tasks = []
+    try:
+        tasks += [server(), worker(0, '-scratch', '--save-steps', 1), worker(1, '-scratch')]
+        tasks[2].wait_for('worker 1 of 2 (synchronous) at step 0')
+        wait_for_checkpoint(run_dir, 2, tasks[1])
+        before = saved_step(run_dir)
+        tasks[2].proc.send_signal(signal.SIGKILL)
+        assert tasks[1].finish(STOP) == 1, tasks[1].output()     # without lock_step it trains on alone
+        out, errors = tasks[1].output(), tasks[1].error_lines()
+        assert len(errors) == 1 and 'Traceback' not in out, out
+        found = re.search(r'waited \d+ s \(--step-timeout\) for worker 1 \(127\.0\.0\.1:\d+, gone\); restart every '
+                          r'task with -resume; checkpoint saved at step (\d+)', errors[0])
+        assert found, out
+        assert saved_step(run_dir) == int(found.group(1)) <= before + 2   # the worker's last step at most
+        # The parameter server still holds the run: a chief started alone next to it is refused.
+        tasks.append(worker(0, '-resume'))
+        assert tasks[-1].finish() == 2, tasks[-1].output()
+        errors = tasks[-1].error_lines()
+        assert len(errors) == 1 and f'the parameter server ({ps}) already holds a run' in errors[0], \
+            tasks[-1].output()
+        assert saved_step(run_dir) == int(found.group(1))
     finally:
         for t in tasks:
             t.kill()

@@ -73,7 +73,7 @@ def test_a_synchronous_step_past_its_timeout_names_the_worker_that_is_gone():
         t.run({})
     message = str(e.value)
     assert not e.value.by_signal
-    assert f'worker 2 (127.0.0.1:{gone_port})' in message and 'worker 1' not in message
+    assert f'worker 2 (127.0.0.1:{gone_port}, gone)' in message and 'worker 1' not in message
     assert '--step-timeout' in message and 'restart every task with -resume' in message
     t.sess.release.set()
     alive.close()
