@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from datasets import DataError
 from files import fsync_folder, write_json_atomic
+from preprocessing import RESIZE_MODES
 
 PREFIX = 'model.ckpt'
 BEST_DIR = 'best'
@@ -33,6 +34,11 @@ STATE_FILE = 'checkpoint'            # TensorFlow's own list of a folder's check
 DEFAULT_TRAIN_DIR = os.path.join('runs', 'alexnet')
 STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
 OWN_FILE = re.compile(re.escape(PREFIX) + r'-\d+(\.|_temp)')   # a checkpoint's files, or a save's leftovers
+
+
+def prefix_of(directory, step):
+    """The prefix of a folder's checkpoint of `step`."""
+    return os.path.join(directory, f'{PREFIX}-{step}')
 
 
 def _step(prefix):
@@ -66,6 +72,66 @@ def problem(prefix):
     return None
 
 
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _numbers(n):
+    return lambda v: isinstance(v, list) and len(v) == n and all(map(_number, v))
+
+
+# What the scripts read of a checkpoint's JSON: key -> (check, what it must be, required).
+META_SCHEMA = {
+    'dataset': (lambda v: isinstance(v, str), 'a dataset name', True),
+    'class_names': (lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+                    'a list of class names', True),
+    'num_classes': (_whole, 'a whole number', True),
+    'input_size': (_whole, 'a whole number', True),
+    'resize_size': (_whole, 'a whole number', True),
+    'mean': (_numbers(3), '3 numbers (R, G, B)', True),
+    'args': (lambda v: isinstance(v, dict), 'the run\'s settings', False),
+    'schedule': (lambda v: isinstance(v, dict) and _number(v.get('rate')) and v.get('rate') > 0 and
+                 (v.get('best') is None or _number(v['best'])) and
+                 all(isinstance(v.get(k), int) and v[k] >= 0 for k in ('bad_epochs', 'drops')),
+                 'the learning-rate schedule\'s state (rate, best, bad_epochs, drops)', False),
+    'best': (lambda v: v is None or isinstance(v, dict) and _number(v.get('top1')) and isinstance(v.get('step'), int),
+             'null or the best validation figures', False),
+    'plan': (lambda v: v is None or isinstance(v, dict) and _whole(v.get('total_steps')) and
+             _number(v.get('budget_seconds')), 'null or the --time-budget plan', False),
+    'seconds_used': (_number, 'a number of seconds', False),
+    'lrn': (lambda v: v is None or _numbers(4)(v), 'null or 4 numbers (depth radius, bias, alpha, beta)', False),
+    'channel_order': (lambda v: v in ('RGB', 'BGR'), '"RGB" or "BGR"', False),
+    'resize_mode': (lambda v: v in RESIZE_MODES, ' or '.join(f'"{m}"' for m in RESIZE_MODES), False),
+}
+
+
+def meta_problem(meta):
+    """What is wrong with a checkpoint's JSON (one phrase: a hand edit, usually), or None."""
+    for key, (ok, what, required) in META_SCHEMA.items():
+        if key not in meta:
+            if required:
+                return f'it has no "{key}"'
+        elif not ok(meta[key]):
+            return f'its "{key}" is {json.dumps(meta[key])[:60]}, not {what}'
+    if len(meta['class_names']) != meta['num_classes']:
+        return f'it names {len(meta["class_names"])} classes but "num_classes" is {meta["num_classes"]}'
+    return None
+
+
+def _checked_meta(prefix):
+    """The JSON of a checkpoint that checks out, or a one-line DataError saying what to fix in it."""
+    meta = read_meta(prefix)
+    why = meta_problem(meta)
+    if why:
+        raise DataError(f'{prefix}.json: {why} (was it edited by hand?): fix it, or move that checkpoint\'s '
+                        f'files away to use an earlier one')
+    return meta
+
+
 def _warn(message):
     print(f'warning: {message}', file=sys.stderr, flush=True)
 
@@ -83,7 +149,7 @@ def latest(directory, warn=True):
     for prefix in list_checkpoints(directory):
         why = problem(prefix)
         if why is None:
-            return prefix, read_meta(prefix)
+            return prefix, _checked_meta(prefix)
         if warn:
             _warn(f'skipped the damaged checkpoint {prefix}: {why}')
     return None
@@ -132,7 +198,7 @@ def save(sess, saver, directory, step, meta, keep=3):
     `keep` checkpoints. A failed save (a full disk) removes its own files and raises a DataError: the
     earlier checkpoints stay as they were."""
     os.makedirs(directory, exist_ok=True)
-    prefix = os.path.join(directory, f'{PREFIX}-{step}')
+    prefix = prefix_of(directory, step)
     if problem(prefix) is None:      # e.g. a stop right at an epoch end: never rewrite the only copy of a step
         return prefix
     _clean_leftovers(directory)
@@ -192,7 +258,7 @@ def repair_best(train_dir, meta):
     have = latest(folder, warn=False)
     if have and have[1]['step'] >= best['step']:
         return
-    source = os.path.join(train_dir, f'{PREFIX}-{best["step"]}')
+    source = prefix_of(train_dir, best['step'])
     if problem(source) is not None:
         _warn(f'{folder} is behind the run (its best was step {best["step"]}, no longer kept): it updates '
               'at the next improvement')
@@ -216,16 +282,14 @@ def for_use(train_dir=None, checkpoint=None):
     if checkpoint:
         prefix = checkpoint[:-len('.index')] if checkpoint.endswith('.index') else checkpoint
         if os.path.isdir(prefix):
-            found = latest(prefix)
+            found, why = latest(prefix), 'no checkpoint in that folder checks out'
             if found:
                 return found
         else:
             why = problem(prefix) if STEP.search(prefix) else 'it is not a model.ckpt-STEP prefix'
             if why is None:
-                return prefix, read_meta(prefix)
-            raise DataError(f'no usable checkpoint at {checkpoint}: {why}; give a folder of checkpoints or '
-                            f'a prefix such as runs/alexnet/model.ckpt-1000 (with its .index and .json)')
-        raise DataError(f'no usable checkpoint at {checkpoint}: give a folder of checkpoints or '
+                return prefix, _checked_meta(prefix)
+        raise DataError(f'no usable checkpoint at {checkpoint}: {why}; give a folder of checkpoints or '
                         f'a prefix such as runs/alexnet/model.ckpt-1000 (with its .index and .json)')
     train_dir = train_dir or DEFAULT_TRAIN_DIR
     found = latest(os.path.join(train_dir, BEST_DIR)) or latest(train_dir)

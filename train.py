@@ -142,6 +142,10 @@ def settle_args(args):
         if not isinstance(meta.get('args'), dict) or not isinstance(meta.get('schedule'), dict):
             raise DataError(f'{found[0]}.json lacks the run\'s settings ("args", "schedule"): it was not written '
                             f'by train.py, or was edited; restore it, or start a new run with -scratch')
+        wrong = trainer.recorded_args_problem(meta['args'])
+        if wrong:
+            raise DataError(f'{found[0]}.json: its args\' {wrong} (was it edited by hand?): fix it, or move '
+                            f'that checkpoint\'s files away to resume from an earlier one')
         settled.update(meta['args'])
         settled['train_dir'] = train_dir            # where the run is now, wherever it was made
         for key in FIXED_ON_RESUME:

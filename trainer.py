@@ -8,6 +8,7 @@ Each epoch ends with validation (evaluate.py), the learning-rate schedule (sched
 and checkpoints (checkpoints.py): the latest, best/ and optionally features/. cluster.py
 builds its ClusterTrainer on this class.
 """
+import json
 import os
 import sys
 import time
@@ -40,10 +41,33 @@ DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRA
                 synthetic=False, num_classes=alexnet.NUM_CLASSES, model_path=None,
                 precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
                 keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
-                dropout=alexnet.DROPOUT_RATE, warmup_epochs=0, label_smoothing=0.0,
+                dropout=alexnet.DROPOUT_RATE, warmup_epochs=0.0, label_smoothing=0.0,
                 data_format=None, train_layers=None, time_budget=None,
                 # what the network expects, inherited from --model_path (imported Caffe weights differ):
                 lrn=None, channel_order='RGB', resize_mode='shorter', mean=None)
+
+
+# The types of the settings whose default is None (the others take their default's type).
+NONE_DEFAULT_TYPES = dict(data_dir=str, resize_size=int, devices=str, validate=bool, max_steps=int, model_path=str,
+                          md5=str, replicas=int, data_format=str, train_layers=str, time_budget=float, lrn=list,
+                          mean=list)
+
+
+def recorded_args_problem(args):
+    """What is wrong with the settings a checkpoint records (its JSON's 'args', a hand edit usually), or
+    None: each must be of its default's type (None where the default is None)."""
+    for key, value in args.items():
+        if key not in DEFAULTS or value is None and DEFAULTS[key] is None:
+            continue
+        kind = NONE_DEFAULT_TYPES.get(key) or type(DEFAULTS[key])
+        kinds = (int, float) if kind is float else (kind,)
+        wrong = isinstance(value, bool) != (kind is bool) or not isinstance(value, kinds) or kind is list and \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if wrong:
+            what = {float: 'a number', list: 'a list of numbers', str: 'a string', int: 'a whole number',
+                    bool: 'true or false'}[kind]
+            return f'"{key}" is {json.dumps(value)[:60]}, not {what}'
+    return None
 
 
 class Diverged(Exception):
@@ -222,7 +246,7 @@ class Trainer:
         a = self.a
         self.sess = sess or tf.compat.v1.Session(config=alexnet.session_config(a.precision, a.devices.split(',')))
         if meta:
-            self.saver.restore(self.sess, checkpoints.latest(a.train_dir)[0])
+            self.saver.restore(self.sess, checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
             if a.explicit_lr:
                 self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
         else:

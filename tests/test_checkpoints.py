@@ -10,6 +10,11 @@ import checkpoints
 from datasets import DataError
 
 
+# The keys every script reads of a checkpoint's JSON (checkpoints.META_SCHEMA's required ones).
+META = dict(dataset='folder', class_names=['a', 'b'], num_classes=2, input_size=67, resize_size=76,
+            mean=[120.0, 110.0, 100.0])
+
+
 class Run:
     """A tiny graph (one variable and the step) saved through checkpoints.save, as the trainer does."""
 
@@ -26,7 +31,8 @@ class Run:
     def save(self, step, keep=3, folder=None, **meta):
         with self.graph.as_default():
             self.sess.run([self.v.assign(tf.fill([256], float(step))), self.step.assign(step)])
-            return checkpoints.save(self.sess, self.saver, folder or self.folder, step, dict(meta, note=step), keep)
+            return checkpoints.save(self.sess, self.saver, folder or self.folder, step, {**META, **meta, 'note': step},
+                                    keep)
 
 
 @pytest.fixture
@@ -86,6 +92,31 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_one_warning(run, tmp_path, 
         checkpoints.for_use(checkpoint=newest)
     reader = tf.train.load_checkpoint(prefix)
     np.testing.assert_array_equal(reader.get_tensor('v'), np.ones(256))
+
+
+@pytest.mark.parametrize('edit, named', [
+    (dict(mean='grey'), '"mean" is "grey", not 3 numbers'),
+    (dict(mean=[1, 2]), '"mean" is [1, 2], not 3 numbers'),
+    (dict(class_names=['a', 'b', 'c']), 'it names 3 classes but "num_classes" is 2'),
+    (dict(input_size='67'), '"input_size" is "67", not a whole number'),
+    (dict(lrn=[2, 1]), '"lrn" is [2, 1], not null or 4 numbers'),
+    (dict(channel_order='rgb'), '"channel_order" is "rgb", not "RGB" or "BGR"'),
+    (dict(schedule=dict(rate=-1, best=None, bad_epochs=0, drops=0)), '"schedule" is'),
+    (dict(plan=dict(total_steps='many')), '"plan" is'),
+    (dict(best=dict(top1='good')), '"best" is')])
+def test_a_hand_edited_json_is_refused_with_one_line_naming_the_key(run, tmp_path, edit, named):
+    run.save(1)
+    newest = run.save(2)
+    assert checkpoints.meta_problem(checkpoints.read_meta(newest)) is None
+    checkpoints.write_json_atomic(newest + '.json', dict(checkpoints.read_meta(newest), **edit))
+    for find in (lambda: checkpoints.latest(str(tmp_path)), lambda: checkpoints.for_use(str(tmp_path)),
+                 lambda: checkpoints.for_use(checkpoint=newest)):
+        with pytest.raises(DataError) as e:
+            find()
+        message = str(e.value)
+        assert message.startswith(newest + '.json: ') and named in message and '\n' not in message, message
+        assert 'edited by hand' in message
+    assert os.path.exists(newest + '.json')                   # nothing is deleted: the user fixes it
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_and_leaves_nothing(run, tmp_path, monkeypatch):

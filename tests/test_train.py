@@ -373,6 +373,14 @@ def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
     assert run_train('-resume', '--train-dir', run_dir) == 2
     err = capsys.readouterr().err
     assert 'lacks the run' in err and 'Traceback' not in err
+    for edit, named in [(dict(lr='fast'), '"lr" is "fast", not a number'), (dict(mean=['a', 1, 2]), '"mean" is'),
+                        (dict(validate='yes'), '"validate" is "yes", not true or false'),
+                        (dict(batch_size=2.5), '"batch_size" is 2.5, not a whole number')]:
+        with open(checkpoints.latest(str(run_dir), warn=False)[0] + '.json', 'w') as f:
+            json.dump(dict(meta, args=dict(meta['args'], **edit)), f)
+        assert run_train('-resume', '--train-dir', run_dir) == 2, edit
+        err = capsys.readouterr().err
+        assert err.count('error:') == 1 and named in err and 'edited by hand' in err and 'Traceback' not in err, err
     os.rename(data / 'train' / 'renamed', data / 'train' / 'class1')
 
 
