@@ -170,6 +170,13 @@ def _answers(address):
         return False
 
 
+def describe_workers(spec, indices):
+    """'worker 1 (host:port, gone)': each with whether its port still answers."""
+    tasks = spec.job_tasks('worker')
+    state = lambda address: 'its port answers: is it stuck?' if _answers(address) else 'gone'
+    return ', '.join(f'worker {i} ({tasks[i]}, {state(tasks[i])})' for i in indices)
+
+
 def unreachable_parameter_server(spec):
     """The first parameter server that no longer accepts connections (it died), or None."""
     return next((address for address in spec.job_tasks('ps') if not _answers(address)), None)
@@ -319,16 +326,10 @@ class ClusterTrainer(trainer.Trainer):
             waited = time.time() - started
             if self.stop.signal:
                 raise stopping.StepBlocked(f'stopped by {self.stop.signal} while waiting for '
-                                           f'{self.describe_workers(behind)}', by_signal=True)
+                                           f'{describe_workers(self.spec, behind)}', by_signal=True)
             if waited > self.step_timeout:
                 raise stopping.StepBlocked(self.blocked_message(waited, behind), by_signal=False)
             time.sleep(POLL_SECONDS)
-
-    def describe_workers(self, indices):
-        """'worker 1 (host:port, gone)': each with whether its port still answers."""
-        tasks = self.spec.job_tasks('worker')
-        state = lambda address: 'its port answers: is it stuck?' if _answers(address) else 'gone'
-        return ', '.join(f'worker {i} ({tasks[i]}, {state(tasks[i])})' for i in indices)
 
     def apply_updates(self, sess, update):
         """The chief's thread: wait for every worker's gradients, apply their average, release the workers."""
@@ -360,7 +361,8 @@ class ClusterTrainer(trainer.Trainer):
         tasks = self.spec.job_tasks('worker')
         if behind is None:
             behind = [i for i, address in enumerate(tasks) if i != self.task and not _answers(address)]
-        who = self.describe_workers(behind) if behind else 'the other workers (their ports answer: are they stuck?)'
+        who = describe_workers(self.spec, behind) if behind else \
+            'the other workers (their ports answer: are they stuck?)'
         return (f'a synchronous step has waited {seconds:.0f} s (--step-timeout) for {who}; restart every '
                 f'task with -resume')
 

@@ -15,6 +15,10 @@ import checkpoints
 import train
 
 FOLDER_CLASSES = ['cat', 'dog', 'zebra']
+# The keys every script reads of a checkpoint's JSON (checkpoints.META_SCHEMA's required ones), for
+# checkpoints the tests save themselves.
+CHECKPOINT_META = dict(dataset='folder', class_names=FOLDER_CLASSES, num_classes=3, input_size=alexnet.MIN_INPUT_SIZE,
+                       resize_size=76, mean=[120.0, 110.0, 100.0])
 FOLDER_COLOURS = {'cat': (200, 10, 10), 'dog': (10, 200, 10), 'zebra': (10, 10, 200)}
 
 

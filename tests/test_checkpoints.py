@@ -8,11 +8,7 @@ import tensorflow as tf
 
 import checkpoints
 from datasets import DataError
-
-
-# The keys every script reads of a checkpoint's JSON (checkpoints.META_SCHEMA's required ones).
-META = dict(dataset='folder', class_names=['a', 'b'], num_classes=2, input_size=67, resize_size=76,
-            mean=[120.0, 110.0, 100.0])
+from helpers import CHECKPOINT_META
 
 
 class Run:
@@ -31,8 +27,8 @@ class Run:
     def save(self, step, keep=3, folder=None, **meta):
         with self.graph.as_default():
             self.sess.run([self.v.assign(tf.fill([256], float(step))), self.step.assign(step)])
-            return checkpoints.save(self.sess, self.saver, folder or self.folder, step, {**META, **meta, 'note': step},
-                                    keep)
+            meta = {**CHECKPOINT_META, **meta, 'note': step}
+            return checkpoints.save(self.sess, self.saver, folder or self.folder, step, meta, keep)
 
 
 @pytest.fixture
@@ -97,7 +93,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_one_warning(run, tmp_path, 
 @pytest.mark.parametrize('edit, named', [
     (dict(mean='grey'), '"mean" is "grey", not 3 numbers'),
     (dict(mean=[1, 2]), '"mean" is [1, 2], not 3 numbers'),
-    (dict(class_names=['a', 'b', 'c']), 'it names 3 classes but "num_classes" is 2'),
+    (dict(class_names=['a', 'b']), 'it names 2 classes but "num_classes" is 3'),
     (dict(input_size='67'), '"input_size" is "67", not a whole number'),
     (dict(lrn=[2, 1]), '"lrn" is [2, 1], not null or 4 numbers'),
     (dict(channel_order='rgb'), '"channel_order" is "rgb", not "RGB" or "BGR"'),

@@ -7,6 +7,7 @@ from PIL import Image
 import alexnet
 import checkpoints
 import visualize
+from helpers import CHECKPOINT_META
 
 
 def grey_kernels(rng, n=48):
@@ -30,7 +31,8 @@ def tiny_checkpoint(folder, towers, meta):
             sess.run(tf.compat.v1.global_variables_initializer())
             for t, k in zip('ab', towers):
                 variables[f'conv1_{t}/weights'].load(k.astype(np.float32), sess)
-            return checkpoints.save(sess, tf.compat.v1.train.Saver(), str(folder), 7, meta, keep=1)
+            return checkpoints.save(sess, tf.compat.v1.train.Saver(), str(folder), 7, dict(CHECKPOINT_META, **meta),
+                                    keep=1)
 
 
 def test_colour_share_is_zero_for_grey_and_two_thirds_for_one_channel():
