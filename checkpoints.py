@@ -122,13 +122,18 @@ def meta_problem(meta):
     return None
 
 
+def edited(prefix, why):
+    """The one-line DataError for a checkpoint's JSON that is wrong in a way only a hand edit makes."""
+    return DataError(f'{prefix}.json: {why} (was it edited by hand?): fix it, or move that checkpoint\'s '
+                     f'files away to use an earlier one')
+
+
 def _checked_meta(prefix):
     """The JSON of a checkpoint that checks out, or a one-line DataError saying what to fix in it."""
     meta = read_meta(prefix)
     why = meta_problem(meta)
     if why:
-        raise DataError(f'{prefix}.json: {why} (was it edited by hand?): fix it, or move that checkpoint\'s '
-                        f'files away to use an earlier one')
+        raise edited(prefix, why)
     return meta
 
 

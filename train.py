@@ -144,8 +144,7 @@ def settle_args(args):
                             f'by train.py, or was edited; restore it, or start a new run with -scratch')
         wrong = trainer.recorded_args_problem(meta['args'])
         if wrong:
-            raise DataError(f'{found[0]}.json: its args\' {wrong} (was it edited by hand?): fix it, or move '
-                            f'that checkpoint\'s files away to resume from an earlier one')
+            raise checkpoints.edited(found[0], f'its args\' {wrong}')
         settled.update(meta['args'])
         settled['train_dir'] = train_dir            # where the run is now, wherever it was made
         for key in FIXED_ON_RESUME:

@@ -379,8 +379,7 @@ class Trainer:
                     self.last_save = time.time()
         finally:
             bar.close()
-        planned_end = self.plan and self.step >= self.plan['total_steps']    # mid-epoch: still validate, best/
-        if (self.step // spe > epoch.index or planned_end) and epoch.losses:
+        if (self.step // spe > epoch.index or self.reached_plan()) and epoch.losses:   # mid-epoch too: best/
             self.end_epoch(epoch.losses, epoch.hits, time.time() - epoch.started, epoch.step_seconds)
             self.last_save = time.time()
 
@@ -388,6 +387,10 @@ class Trainer:
         """Where the run stops: --epochs (or the --time-budget plan), or --max-steps if sooner."""
         total = self.plan['total_steps'] if self.plan else self.a.epochs * self.steps_per_epoch
         return min(total, self.a.max_steps or total)
+
+    def reached_plan(self):
+        """True once the --time-budget plan's last step is done."""
+        return bool(self.plan) and self.step >= self.plan['total_steps']
 
     def seconds_used(self):
         """Wall-clock seconds of this run so far, its earlier -resume runs included."""
@@ -410,8 +413,7 @@ class Trainer:
         if (self.stop.signal or self.step % spe) and self.is_chief:
             self.save()
             why = f'stopped by {self.stop.signal}' if self.stop.signal else \
-                'reached the --time-budget plan\'s last step' if self.plan and self.step >= self.plan['total_steps'] \
-                else 'reached --max-steps'
+                'reached the --time-budget plan\'s last step' if self.reached_plan() else 'reached --max-steps'
             print(f'{why} at step {self.step}: checkpoint saved; continue with: '
                   f'python train.py -resume --train-dir {a.train_dir}')
         return 0
