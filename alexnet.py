@@ -19,7 +19,6 @@ import numpy as np
 
 import quiet  # noqa: F401,E402  (before TensorFlow: keeps its start-up lines out of the output)
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 # --- the paper's constants ---------------------------------------------------
 INPUT_SIZE = 227          # 224 in the paper's text; 227 makes conv1's 11x11/4 give 55x55 (see README)
@@ -93,80 +92,16 @@ def split_classes(num_classes):
     return (num_classes + 1) // 2, num_classes // 2
 
 
-# --- devices -----------------------------------------------------------------
-def default_devices():
-    """Two GPUs: one tower each; one GPU: both on it; no GPU: both on the CPU."""
-    gpus = tf.config.list_logical_devices('GPU')
-    if len(gpus) >= 2:
-        return '/gpu:0', '/gpu:1'
-    if len(gpus) == 1:
-        return '/gpu:0', '/gpu:0'
-    return '/cpu:0', '/cpu:0'
-
-
-def parse_devices(devices):
-    """Check tower devices ('/gpu:0,/gpu:1', a list, or None for the default)."""
-    if devices is None or devices == '':
-        return default_devices()
-    if isinstance(devices, str):
-        devices = [d.strip() for d in devices.split(',')]
-    devices = tuple(devices)
-    if len(devices) == 1:
-        devices = devices * 2
-    if len(devices) != 2:
-        raise ValueError(f'expected two tower devices such as /gpu:0,/gpu:1, got {",".join(devices)}')
-    for device in devices:
-        try:
-            spec = tf.DeviceSpec.from_string(device)
-        except (ValueError, TypeError):
-            spec = None
-        if spec is None or spec.device_type is None or spec.device_type.upper() not in ('CPU', 'GPU'):
-            raise ValueError(f'bad device string {device!r}: write /cpu:0, /gpu:0, /gpu:1, ...')
-    return devices
-
-
+# --- activation layout -------------------------------------------------------
 def default_data_format(devices):
     """NCHW when a tower is on a GPU (cuDNN's native layout), NHWC on CPUs (oneDNN's fastest here)."""
-    return 'NCHW' if any('GPU' in d.upper() for d in devices) else 'NHWC'
+    return 'NCHW' if any('GPU' in (d or '').upper() for d in devices) else 'NHWC'
 
 
 def check_data_format(data_format):
     if data_format not in DATA_FORMATS:
         raise ValueError(f'unknown data format {data_format!r}: use {" or ".join(DATA_FORMATS)}')
     return data_format
-
-
-def cpu_has_bf16():
-    """True when this CPU has bf16 instructions (AVX512_BF16 or AMX-BF16), read from /proc/cpuinfo; True
-    where that cannot be read (not Linux): then nothing is said."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = f.read()
-    except OSError:
-        return True
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
-
-
-BF16_EMULATED_NOTE = ('note: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): bf16 runs emulated, '
-                      'about 10 times slower than fp32 here; use --precision fp32')
-
-
-def session_config(precision='fp32', devices=None):
-    """Session config: soft placement (a GPU checkpoint loads on a CPU), precision, and
-    as many logical CPU devices as the towers name (/cpu:0,/cpu:1 gives two)."""
-    cpus = [tf.DeviceSpec.from_string(d).device_index or 0 for d in (devices or [])
-            if (tf.DeviceSpec.from_string(d).device_type or '').upper() == 'CPU']
-    config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
-                                      device_count={'CPU': max(cpus, default=0) + 1})
-    on = rewriter_config_pb2.RewriterConfig.ON
-    rewrite = config.graph_options.rewrite_options
-    if precision == 'bf16':   # oneDNN rewrites the graph to bf16; LRN stays fp32 behind casts
-        rewrite.auto_mixed_precision_onednn_bfloat16 = on
-    elif precision == 'fp16':  # CUDA fp16 rewrite (GPU only); train.py adds loss scaling
-        rewrite.auto_mixed_precision = on
-    elif precision != 'fp32':
-        raise ValueError(f'unknown precision {precision!r}: use fp32, bf16 or fp16')
-    return config
 
 
 # --- layers ------------------------------------------------------------------
@@ -321,6 +256,8 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
               lrn_constants=PAPER_LRN):
     """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
 
+    `devices`: the two towers' devices (parallel.tower_devices reads them from a flag), or one device
+    for both; None leaves both where TensorFlow places ops.
     `training` (a Python bool or a bool tensor) switches dropout on (dropout_rate 0: off). Variables are
     created with get_variable, so calling this again under a reusing variable
     scope builds another graph (e.g. for evaluation) on the same weights.
@@ -334,7 +271,7 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     check_input_size(size)
     if int(images.shape[2]) != size:
         raise ValueError(f'AlexNet needs square inputs, got {images.shape[1]}x{images.shape[2]}')
-    devices = parse_devices(devices)
+    devices = (devices, devices) if devices is None or isinstance(devices, str) else tuple(devices)
     fmt = check_data_format(data_format or default_data_format(devices))
     classes = split_classes(num_classes)
     pool2, pool5, fc6, fc7, fc8 = {}, {}, {}, {}, {}

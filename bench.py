@@ -12,6 +12,7 @@ transforms (decoding included). One figure a line on stdout, the summary last:
     train 110.2 img/s  infer 352.0 img/s  (bf16, batch 128)
 """
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -19,12 +20,14 @@ import time
 from pathlib import Path
 
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
+import numpy as np
 import tensorflow as tf
 
 import alexnet
+import datasets
+import parallel
 import preprocessing
 import recipe
-import trainer
 from datasets import DataError
 
 SAMPLE_JPEGS = Path(__file__).resolve().parent / 'tests' / 'data' / 'imagenet' / 'val'
@@ -53,7 +56,7 @@ def time_interleaved(runs, steps, warmup):
 
 
 def _session(graph, a):
-    return tf.compat.v1.Session(graph=graph, config=alexnet.session_config(a.precision, a.devices.split(",")))
+    return tf.compat.v1.Session(graph=graph, config=parallel.session_config(a.precision, a.devices.split(",")))
 
 
 def _synthetic(a):
@@ -84,7 +87,7 @@ def inference_session(a):
     graph = tf.Graph()
     with graph.as_default():
         images, _ = _synthetic(a)
-        logits = alexnet.inference(images, a.num_classes, training=False, devices=a.devices,
+        logits = alexnet.inference(images, a.num_classes, training=False, devices=a.devices.split(','),
                                    data_format=a.data_format)
         fetch = tf.reduce_sum(logits)         # one number back: no copy of the logits in the timing
         init = tf.compat.v1.global_variables_initializer()
@@ -107,6 +110,19 @@ def matmul_session(a, n=MATMUL_SIZE):
     sess = _session(graph, a)
     sess.run(init)
     return sess, fetch
+
+
+def folder_split(data_dir, batch_size):
+    """(Split, image count) of the images under data_dir, cycled so that an epoch is 20 batches at least."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f'--data-dir {folder} is not a folder: point it at a folder of JPEGs, '
+                        f'e.g. ../shared/data/imagenet/val')
+    files = datasets.image_files(folder, recursive=True)
+    if not files:
+        raise DataError(f'no images ({", ".join(datasets.IMAGE_EXTENSIONS)}) in {folder}')
+    repeat = -(-20 * batch_size // len(files))
+    return datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat), len(files)
 
 
 def op_category(name, op_type):
@@ -159,6 +175,7 @@ def parse_args(argv):
                    help='JPEGs for the input pipeline figure (default: the 12 real ImageNet validation images '
                         'of tests/data/imagenet/val; ../shared/data/imagenet/val has 100)')
     p.add_argument('--pipeline-seconds', type=float, default=10.0, help='how long to run the pipeline (default 10)')
+    p.add_argument('--threads', type=int, help="the input pipeline's threads (default: tf.data's choice)")
     p.add_argument('--skip-pipeline', action='store_true', help='do not measure the input pipeline')
     p.add_argument('--profile', action='store_true',
                    help='also print where a training step spends its time (share of op time by part)')
@@ -175,17 +192,17 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if not args.skip_pipeline:
-            split, n_files = preprocessing.folder_split(args.data_dir, args.batch_size)
+            split, n_files = folder_split(args.data_dir, args.batch_size)
         alexnet.check_input_size(args.input_size)
-        devices = ','.join(alexnet.parse_devices(args.devices))
+        devices = ','.join(parallel.tower_devices(args.devices))
     except (DataError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    a = argparse.Namespace(**{**trainer.DEFAULTS, 'batch_size': args.batch_size, 'num_classes': alexnet.NUM_CLASSES,
-                              'input_size': args.input_size, 'devices': devices, 'precision': args.precision,
-                              'data_format': args.data_format or alexnet.default_data_format(devices.split(','))})
-    if args.precision == 'bf16' and 'GPU' not in devices.upper() and not alexnet.cpu_has_bf16():
-        log(alexnet.BF16_EMULATED_NOTE)
+    a = argparse.Namespace(input_size=args.input_size, **dataclasses.asdict(recipe.Recipe(   # the paper's recipe
+        alexnet.NUM_CLASSES, devices=devices, batch_size=args.batch_size, precision=args.precision,
+        data_format=args.data_format or alexnet.default_data_format(devices.split(',')))))
+    if args.precision == 'bf16' and 'GPU' not in devices.upper() and not parallel.cpu_has_bf16():
+        log(parallel.BF16_EMULATED_NOTE)
     if args.precision == 'fp16' and 'GPU' not in devices.upper():
         log('note: the fp16 rewrite applies on GPUs only: on the CPU these are fp32 figures (loss scaling aside)')
     macs = alexnet.count(args.input_size)[1]
@@ -221,11 +238,14 @@ def main(argv=None):
     if not args.skip_pipeline:
         log(f'input pipeline on {args.data_dir} ...')
         try:
-            rate, per_core = preprocessing._speed(split, args.input_size, b, args.pipeline_seconds, None)
+            rate, per_core = preprocessing.pipeline_speed(split, args.input_size, b, args.pipeline_seconds,
+                                                          args.threads)
         except DataError as e:
             print(f'error: {e}', file=sys.stderr)
             return 2
-        print(f'pipeline   {rate:9.1f} img/s       ({n_files} images from {args.data_dir}, training transforms)')
+        threads = f', {args.threads} threads' if args.threads else ''
+        print(f'pipeline   {rate:9.1f} img/s       ({n_files} images from {args.data_dir}, training transforms'
+              f'{threads})')
         print(f'pipeline   {per_core:9.1f} img/s/core  (images per CPU-second)')
     for share, category in shares:
         print(f'profile    {100 * share:9.1f} % of op time  {category}')

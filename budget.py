@@ -54,6 +54,33 @@ def plan(budget_seconds, seconds_used, step_now, steps_per_epoch, step_seconds, 
                 epochs=round(max(step_now, total) / steps_per_epoch, 2))
 
 
+class Budget:
+    """A run's --time-budget (seconds, or None) and its clock: the plan, fixed once and kept by -resume, and
+    the wall-clock time used so far, the earlier -resume runs' included."""
+
+    def __init__(self, seconds, started, meta=None):
+        self.seconds, self.started = seconds, started
+        self.plan = meta.get('plan') if meta else None
+        self.seconds_before = meta.get('seconds_used', 0.0) if meta else 0.0
+
+    def used(self):
+        return self.seconds_before + time.time() - self.started
+
+    def reached(self, step):
+        """True once the plan's last step is done."""
+        return bool(self.plan) and step >= self.plan['total_steps']
+
+    def needs_plan(self):
+        return bool(self.seconds) and not self.plan
+
+    def make_plan(self, step, steps_per_epoch, step_seconds, epoch_end_seconds):
+        self.plan = plan(self.seconds, self.used(), step, steps_per_epoch, step_seconds, epoch_end_seconds)
+        return self.plan
+
+    def minutes_left(self):
+        return (self.plan['budget_seconds'] - self.used()) / 60
+
+
 def describe(p, seconds_used):
     """One line: the plan and the time left."""
     return (f'plan {p["total_steps"]} steps ({p["epochs"]:g} epochs) in the {p["budget_seconds"] / 60:.0f} min '

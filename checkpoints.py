@@ -24,7 +24,7 @@ import sys
 import tensorflow as tf
 
 from datasets import DataError
-from files import fsync_folder, write_json_atomic
+from files import FolderLock, fsync_folder, write_json_atomic
 from preprocessing import RESIZE_MODES
 
 PREFIX = 'model.ckpt'
@@ -167,6 +167,24 @@ def read_meta(prefix):
 
 def has_checkpoints(train_dir):
     return bool(list_checkpoints(train_dir) or list_checkpoints(os.path.join(train_dir, BEST_DIR)))
+
+
+def check_train_dir(train_dir):
+    """A one-line DataError when --train-dir names a file."""
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise DataError(f'--train-dir {train_dir} is a file: give a folder for the run')
+
+
+def prepare_run_folder(a):
+    """The run folder (a.train_dir), made and locked (one trainer at a time). -scratch refuses one with
+    checkpoints unless --overwrite (a.overwrite): that run's files are deleted later, once the new run is
+    ready (delete_run)."""
+    check_train_dir(a.train_dir)
+    if a.scratch and has_checkpoints(a.train_dir) and not a.overwrite:
+        raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
+                        f'choose another --train-dir, or add --overwrite to delete them')
+    os.makedirs(a.train_dir, exist_ok=True)
+    return FolderLock(a.train_dir)
 
 
 def _clean_leftovers(directory):

@@ -23,10 +23,11 @@ import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the
 import numpy as np
 import tensorflow as tf
 
-import alexnet
 import checkpoints
 import cli
+import decoding
 import evaluate
+import parallel
 import plots
 import preprocessing
 from datasets import DataError
@@ -50,17 +51,18 @@ class Classifier:
 
     def __init__(self, prefix, meta, mode='random', num_random=cli.RANDOM_CROPS, seed=0, devices=None):
         self.class_names = meta['class_names']
+        devices = parallel.tower_devices(devices)      # None: two GPUs, one GPU or the CPU
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.contents = tf.compat.v1.placeholder(tf.string, [], name='contents')
             with tf.device('/cpu:0'):
-                image = preprocessing.decode_image(self.contents)
+                image = decoding.decode_image(self.contents)
                 crops = preprocessing.eval_crops(image, meta['input_size'], meta['mean'], meta['resize_size'],
                                                  mode=mode, num_random=num_random, seed=seed,
                                                  **preprocessing.model_input(meta))
             self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices,
                                                      evaluate.lrn_constants(meta))[0]
-            self.sess = tf.compat.v1.Session(config=alexnet.session_config('fp32', devices))
+            self.sess = tf.compat.v1.Session(config=parallel.session_config('fp32', devices))
             evaluate.restore_weights(self.sess, prefix)
 
     def probabilities(self, path):

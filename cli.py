@@ -9,8 +9,8 @@ import argparse
 import sys
 import warnings
 
-import alexnet
 import checkpoints
+import parallel
 from datasets import DataError
 
 RANDOM_CROPS = 5          # test.py and classify.py: 5 random crops with reflections, as the original implementation
@@ -65,7 +65,7 @@ def crop_mode(a):
 def devices(text):
     """The two tower devices of --devices, or a DataError."""
     try:
-        return alexnet.parse_devices(text)
+        return parallel.tower_devices(text)
     except ValueError as e:
         raise DataError(str(e)) from None
 

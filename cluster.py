@@ -41,39 +41,19 @@ import time
 import tensorflow as tf
 from tqdm import tqdm
 
-import alexnet
+import checkpoints
+import parallel
 import preprocessing
 import stopping
 import trainer
 from datasets import DataError
 
-WAIT_SECONDS = 300     # how long a worker waits for the parameter servers and the chief
-STEP_TIMEOUT = 600     # how long a synchronous step may wait for the other workers before the run stops
 STEPS_AHEAD = 1        # how many steps a synchronous worker may run ahead of the slowest (see lock_step)
 POLL_SECONDS = 0.1     # how often a worker that is ahead looks at the others' step counts
 LOOK_TIMEOUT = 30      # seconds a look at those counts may take (a parameter server that does not answer)
-# The cluster flags' defaults (train.py settles them with the others; checkpoints do not record them).
-DEFAULTS = dict(job_name=None, task_index=0, ps_hosts=None, worker_hosts=None, async_updates=False,
-                wait_seconds=WAIT_SECONDS, step_timeout=STEP_TIMEOUT)
 LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
         tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError,
         tf.errors.DeadlineExceededError)
-
-
-def add_flags(p):
-    g = p.add_argument_group('cluster (TensorFlow gRPC runtime; flag names as in TensorFlow\'s benchmarks)')
-    g.add_argument('--job-name', choices=('ps', 'worker'), help='this task\'s job: ps holds the variables, '
-                   'workers compute (worker 0 is the chief)')
-    g.add_argument('--task-index', type=int, help='this task\'s index in its job\'s host list (default 0)')
-    g.add_argument('--ps-hosts', help='parameter servers, host:port,...')
-    g.add_argument('--worker-hosts', help='workers, host:port,... (the first is the chief)')
-    g.add_argument('--async', dest='async_updates', action='store_true', default=None,
-                   help='each worker updates the variables on its own (default: synchronous steps)')
-    g.add_argument('--wait-seconds', type=float, help=f'how long a worker waits for the parameter servers '
-                   f'and the chief (default {WAIT_SECONDS})')
-    g.add_argument('--step-timeout', type=float, help=f'seconds a synchronous step may wait for the other '
-                   f'workers; then the run saves and stops, naming the worker that does not answer '
-                   f'(default {STEP_TIMEOUT})')
 
 
 def _hosts(text, flag):
@@ -220,11 +200,13 @@ def device_setter(spec, task):
     return place
 
 
-class ClusterTrainer(trainer.Trainer):
-    """trainer.Trainer on a cluster: the graph between-graph replicated, the session on this task's server."""
+class Worker:
+    """Where the steps run on a cluster: this task's part of a between-graph replicated run. It is a
+    trainer.Trainer's place (the methods of trainer.OneMachine): the variables on the parameter servers,
+    this worker's shard of the data, the chief's restore, SyncReplicasOptimizer, the lock step."""
 
-    def __init__(self, a, meta, ds, spec, server):
-        self.spec, self.server, self.task = spec, server, a.task_index
+    def __init__(self, a, spec, server):
+        self.a, self.spec, self.server, self.task = a, spec, server, a.task_index
         self.workers = spec.num_tasks('worker')
         self.is_chief = self.task == 0
         self.sync = not a.async_updates and self.workers > 1
@@ -232,8 +214,15 @@ class ClusterTrainer(trainer.Trainer):
         self.worker_steps = None       # sync: every worker's step count, on the parameter server (lock_step)
         self.step_timeout = a.step_timeout if self.sync else None
         self.cpu = f'/job:worker/task:{self.task}/device:CPU:0'
-        with tf.compat.v1.device(device_setter(spec, self.task)):
-            super().__init__(a, meta, ds)
+
+    def device_scope(self):
+        return tf.compat.v1.device(device_setter(self.spec, self.task))
+
+    def steps_per_epoch(self, a, ds):
+        """Global steps per epoch: each worker reads 1/W of the data; async, every worker's steps count."""
+        if a.synthetic:
+            return trainer.SYNTHETIC_EPOCH_STEPS
+        return preprocessing.steps_per_epoch(ds.train, a.batch_size, self.workers) * self.updates_per_step()
 
     def wrap_optimizer(self, optimizer):
         if not self.sync:
@@ -241,7 +230,7 @@ class ClusterTrainer(trainer.Trainer):
         self.sync_opt = tf.compat.v1.train.SyncReplicasOptimizer(optimizer, self.workers, self.workers)
         return self.sync_opt
 
-    def inputs(self, meta):
+    def inputs(self, training, meta):
         a = self.a
         shape = [a.batch_size, a.input_size, a.input_size, 3]
         with tf.device(self.cpu):
@@ -251,7 +240,7 @@ class ClusterTrainer(trainer.Trainer):
             self.iterator = tf.compat.v1.data.Iterator.from_structure((tf.float32, tf.int64), (shape, shape[:1]))
             return self.iterator.get_next()
 
-    def session(self, meta):
+    def session(self, training, meta):
         """Wait for the parameter servers; the chief restores or initialises, the others wait for it."""
         a = self.a
         # Set by the chief once everything is in place (restored, warm-started); never saved in checkpoints.
@@ -259,18 +248,18 @@ class ClusterTrainer(trainer.Trainer):
         if self.sync:
             self.worker_steps = tf.compat.v1.Variable(tf.zeros([self.workers], tf.int64), trainable=False,
                                                       collections=[], name='worker_steps')
-            with tf.control_dependencies([self.train_op]):
+            with tf.control_dependencies([training.train_op]):
                 self.count_step = tf.compat.v1.scatter_add(self.worker_steps, [self.task],
                                                            tf.constant([1], tf.int64))
         if self.sync_opt:              # SyncReplicasOptimizer's own readiness check: this file has its own
             self.sync_opt.ready_for_local_init_op.mark_used()
         wait_for_parameter_servers(self.spec, a.wait_seconds)
-        config = alexnet.session_config(a.precision, a.devices.split(','))
+        config = parallel.session_config(a.precision, a.devices.split(','))
         config.device_filters[:] = ['/job:ps', f'/job:worker/task:{self.task}']   # not the other workers
         sess = tf.compat.v1.Session(self.server.target, config=config)
         if self.is_chief:
-            self.refuse_a_live_cluster(sess)
-            super().session(meta, sess)
+            self.refuse_a_live_cluster(sess, training.global_step)
+            training.restore_or_initialise(sess, meta)
             if self.sync_opt:
                 sess.run(self.sync_opt.chief_init_op)
                 runner = self.sync_opt.get_chief_queue_runner()
@@ -284,9 +273,9 @@ class ClusterTrainer(trainer.Trainer):
             self.wait_for_chief(sess)
             if self.sync_opt:
                 sess.run(self.sync_opt.local_step_init_op)
-        step = int(sess.run(self.global_step))
+        step = int(sess.run(training.global_step))
         if not a.synthetic:     # this worker's shard, from the step the run is at
-            data = preprocessing.train_dataset(self.ds.train, a.batch_size, a.input_size, self.ds.mean,
+            data = preprocessing.train_dataset(training.ds.train, a.batch_size, a.input_size, training.ds.mean,
                                                a.resize_size, seed=a.seed, start_step=step // self.updates_per_step(),
                                                shard_index=self.task, num_shards=self.workers,
                                                **trainer.image_settings(a))
@@ -296,36 +285,36 @@ class ClusterTrainer(trainer.Trainer):
               f'{"synchronous" if self.sync else "asynchronous"}) at step {step}', flush=True)
         return sess
 
-    def refuse_a_live_cluster(self, sess):
+    def refuse_a_live_cluster(self, sess, global_step):
         """A chief restarted alone, next to a parameter server that outlived it, would overwrite the
         variables under workers that are still training: refuse, and say to restart every task."""
-        if sess.run(tf.compat.v1.is_variable_initialized(self.global_step)):
+        if sess.run(tf.compat.v1.is_variable_initialized(global_step)):
             raise DataError(f'the parameter server ({",".join(self.spec.job_tasks("ps"))}) already holds a run\'s '
                             f'variables: another chief is running, or this one was restarted alone; stop every '
                             f'task of the cluster (parameter servers and workers) and start them all again with '
                             f'-resume')
 
-    def run(self, fetches):
-        """A step, in lock step with the other workers when synchronous (lock_step)."""
-        if self.worker_steps is None:
-            return super().run(fetches)
-        self.lock_step()
-        return super().run(dict(fetches, counted=self.count_step))
+    def run(self, training, fetches):
+        """A step, heard by signals, in lock step with the other workers when synchronous (lock_step)."""
+        if self.worker_steps is not None:
+            self.lock_step(training.sess, training.stop)
+            fetches = dict(fetches, counted=self.count_step)
+        return stopping.run_heard(training.sess, fetches, training.stop, self.step_timeout, self.blocked_message)
 
-    def lock_step(self):
+    def lock_step(self, sess, stop):
         """Wait until no other worker is more than STEPS_AHEAD steps behind this one. SyncReplicasOptimizer
         averages any W gradients of the current step, so without this a worker whose partner died or
         stalled would go on alone, taking the missing worker's turn (and half the data would go unseen).
         After --step-timeout the run stops, naming the worker it waited for."""
         started, options = time.time(), tf.compat.v1.RunOptions(timeout_in_ms=int(1000 * LOOK_TIMEOUT))
         while True:
-            counts = self.sess.run(self.worker_steps, options=options)
+            counts = sess.run(self.worker_steps, options=options)
             behind = [i for i, n in enumerate(counts) if n < counts[self.task] - STEPS_AHEAD]
             if not behind:
                 return
             waited = time.time() - started
-            if self.stop.signal:
-                raise stopping.StepBlocked(f'stopped by {self.stop.signal} while waiting for '
+            if stop.signal:
+                raise stopping.StepBlocked(f'stopped by {stop.signal} while waiting for '
                                            f'{describe_workers(self.spec, behind)}', by_signal=True)
             if waited > self.step_timeout:
                 raise stopping.StepBlocked(self.blocked_message(waited, behind), by_signal=False)
@@ -366,26 +355,23 @@ class ClusterTrainer(trainer.Trainer):
         return (f'a synchronous step has waited {seconds:.0f} s (--step-timeout) for {who}; restart every '
                 f'task with -resume')
 
-    def save(self, *args, **kwargs):
-        if self.is_chief:
-            super().save(*args, **kwargs)
-
-    def end_epoch(self, losses, hits, seconds, step_seconds=()):
-        own = f'worker {self.task}: epoch {self.step // self.steps_per_epoch} done, {len(losses)} steps of its own'
+    def epoch_ended(self, training, losses):
+        """The chief ends the epoch (validation, saves, the line); the others say their own part."""
+        own = f'worker {self.task}: epoch {training.step // training.steps_per_epoch} done, {len(losses)} steps of its own'
         if self.is_chief:
             if not self.sync and self.workers > 1:    # every worker's steps count in the global step: its share
                 print(own, flush=True)
-            return super().end_epoch(losses, hits, seconds, step_seconds)
+            return True
         print(f'{own}, loss {sum(losses) / len(losses):.4f}', flush=True)
+        return False
 
-    def close(self):
+    def close(self, training):
         self.stopping = True
         if self.applier:                 # close the step queue: workers waiting on a step stop
             try:
-                self.sess.run(self.close_queue, options=tf.compat.v1.RunOptions(timeout_in_ms=5000))
+                training.sess.run(self.close_queue, options=tf.compat.v1.RunOptions(timeout_in_ms=5000))
             except tf.errors.OpError:
                 pass
-        super().close()
 
 
 def _lost(e, a, spec):
@@ -400,18 +386,16 @@ def run_worker(a, meta, ds):
     tf.get_logger().setLevel('ERROR')      # the TF1 APIs' deprecation notices
     spec, server = start_server(a)
     chief = a.task_index == 0
-    lock = trainer.prepare_run_folder(a) if chief else None
+    lock = checkpoints.prepare_run_folder(a) if chief else None
     if a.validate is None or not chief:
         a.validate = chief and ds.val is not None
     with tf.Graph().as_default():
-        worker = None
+        run = None
         try:
-            worker = ClusterTrainer(a, meta, ds, spec, server)
-            worker.steps_per_epoch = preprocessing.steps_per_epoch(ds.train, a.batch_size, worker.workers) \
-                * worker.updates_per_step() if not a.synthetic else worker.steps_per_epoch
-            code = worker.loop()
+            run = trainer.Trainer(a, meta, ds, Worker(a, spec, server))
+            code = run.loop()
             if not chief:
-                print(f'worker {worker.task}: done at step {worker.step}')
+                print(f'worker {a.task_index}: done at step {run.step}')
             return code
         except tf.errors.OpError as e:
             down = unreachable_parameter_server(spec)      # what the error is named depends on where it struck
@@ -425,7 +409,7 @@ def run_worker(a, meta, ds):
             sys.stdout.flush()
             os._exit(1)      # closing a gRPC session waits for its lost steps: a dead server would hang it
         finally:
-            if worker:
-                worker.close()
+            if run:
+                run.close()
             if lock:
                 lock.release()

@@ -31,6 +31,7 @@ import checkpoints
 import cli
 import data
 import datasets
+import decoding
 import evaluate
 import preprocessing
 from datasets import DataError
@@ -57,7 +58,7 @@ def centre_crops(images, meta, decode=False):
     size = meta['input_size']
 
     def crop(x):
-        image = preprocessing.decode_image(x) if decode else x
+        image = decoding.decode_image(x) if decode else x
         return preprocessing.eval_crops(image, size, (0.0, 0.0, 0.0), meta['resize_size'], 'center',
                                         resize_mode=preprocessing.model_input(meta)['resize_mode'])[0]
     return tf.map_fn(crop, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))

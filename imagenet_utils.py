@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 import cli
 import datasets
+import decoding
 import preprocessing
 from datasets import DataError, UnreadableImageWarning
 from files import write_json_atomic
@@ -319,12 +320,12 @@ def _load_prepared(root):
 # ---------------------------------------------------------------- checking images
 
 def find_unreadable(files, progress=True):
-    """[(path, error)] of the files that preprocessing.decode_image (what training uses) rejects."""
+    """[(path, error)] of the files that decoding.decode_image (what training uses) rejects."""
     if not files:
         return []
 
     def decode(i, path):    # the shape depends on the decoded pixels, so the decode is not pruned
-        return i, tf.shape(preprocessing.decode_image(tf.io.read_file(path)))
+        return i, tf.shape(decoding.decode_image(tf.io.read_file(path)))
 
     data = tf.data.Dataset.from_tensor_slices((np.arange(len(files)), list(files)))
     data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -337,7 +338,7 @@ def find_unreadable(files, progress=True):
     bad = []
     for i in np.flatnonzero(~ok):      # decode again, one by one, for the message
         try:
-            preprocessing.decode_image(tf.io.read_file(files[i]))
+            decoding.decode_image(tf.io.read_file(files[i]))
             bad.append((files[i], 'failed inside the input pipeline'))
         except Exception as e:
             message = re.sub(r'\{\{.*?\}\}\s*', '', getattr(e, 'message', str(e))).split(' [Op:')[0]
@@ -545,7 +546,7 @@ def _run(a):
         split = ds.train or ds.val
         if a.speed_seconds > 0 and split is not None:
             batch = min(128, len(split))
-            speed = preprocessing.pipeline_speed(split, batch_size=batch, seconds=a.speed_seconds)
+            speed, _ = preprocessing.pipeline_speed(split, batch_size=batch, seconds=a.speed_seconds)
             print(f'pipeline    {speed:.0f} images/s (training transforms, batch {batch}, this machine)')
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)

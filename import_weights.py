@@ -48,7 +48,7 @@ run's JSON, which are filled as at step 0 of an ImageNet run):
 Other keys: dataset 'imagenet', data_dir None, class_names and class_ids from
 imagenet_classes.txt (the 1000 ILSVRC-2012 classes in sorted-WNID order, Caffe's label
 order), num_classes 1000, input_size 227, resize_size 256, step 0, epoch 0, best None,
-precision 'fp32', devices '/cpu:0,/cpu:0', args (trainer.DEFAULTS, train.py's, for such a run).
+precision 'fp32', devices '/cpu:0,/cpu:0', args (settings.DEFAULTS, for such a run).
 
 One departure is not a constant: Caffe's norm1 and norm2 windows span all 96 and 256
 maps, while this project's towers normalise their own 48 and 128 (the paper's two GPUs),
@@ -73,9 +73,11 @@ import numpy as np
 
 import alexnet
 import checkpoints
-import trainer
+import parallel
+import settings
 from datasets import DataError
 from files import FolderLock
+from schedule import LearningRate
 
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imagenet_classes.txt')
 NUM_CLASSES = 1000
@@ -444,12 +446,12 @@ def build_meta(source, train_dir):
     """The checkpoint's JSON: a training run's keys (as train.py's Trainer.meta writes them, at step 0)
     plus source, lrn, channel_order, mean and resize_mode (see the module docstring)."""
     wnids, names = read_classes()
-    # trainer.DEFAULTS: the args every run records (train.py re-exports them; a command is not imported)
-    args = dict(trainer.DEFAULTS, dataset='imagenet', data_dir=None, train_dir=train_dir,
+    # settings.DEFAULTS: the args every run records
+    args = dict(settings.DEFAULTS, dataset='imagenet', data_dir=None, train_dir=train_dir,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE, devices=DEVICES,
                 precision='fp32', lrn=list(alexnet.CAFFE_LRN), channel_order=CHANNEL_ORDER, resize_mode=RESIZE_MODE,
                 mean=list(CAFFE_MEAN_RGB))
-    schedule = trainer.learning_rate_schedule(argparse.Namespace(**args)).state()   # as at a run's step 0
+    schedule = LearningRate.of(argparse.Namespace(**args)).state()   # as at a run's step 0
     return dict(args=args, dataset='imagenet', data_dir=None, class_names=names, class_ids=wnids,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE,
                 mean=list(CAFFE_MEAN_RGB), epoch=0, steps_per_epoch=ILSVRC_TRAIN_IMAGES // args['batch_size'],
@@ -514,7 +516,7 @@ def write_checkpoint(variables, train_dir, meta, overwrite=False):
                 feeds[placeholder] = value
                 assigns.append(v.assign(placeholder).op)
             saver = tf.compat.v1.train.Saver(list(model.values()) + [step])
-            with tf.compat.v1.Session(config=alexnet.session_config('fp32', DEVICES.split(','))) as sess:
+            with tf.compat.v1.Session(config=parallel.session_config('fp32', DEVICES.split(','))) as sess:
                 sess.run(step.initializer)
                 sess.run(assigns, feeds)
                 written = checkpoints.save(sess, saver, tmp, 0, meta, keep=1)

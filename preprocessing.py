@@ -7,25 +7,16 @@ the mean image; Dataset.mean is per channel). Testing (Section 4.1): the centre
 crop, the ten crops (the square's four corners and centre, and their reflections),
 or K random crops. JPEGs are decoded only where the crop falls (the window is mapped
 to the original pixels and resized after), which matches resize-then-crop within a
-third of a pixel and is much faster.
-
-    python preprocessing.py --data-dir ../shared/data/imagenet/val [--seconds 10] [--threads T]
-
-measures the training pipeline in images/second, and per core, on a folder of images.
+third of a pixel and is much faster. Image files are read by decoding.decode_image.
 """
-import argparse
 import os
-import sys
 import threading
 import time
-import warnings
-from pathlib import Path
 
-import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
 import tensorflow as tf
 
-import datasets
+import decoding
 from alexnet import INPUT_SIZE
 from datasets import DataError
 
@@ -40,8 +31,6 @@ PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045]) * 255.0
 PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                        [-0.5808, -0.0045, -0.8140],
                        [-0.5836, -0.6948, 0.4203]])
-UNREADABLE_IN_A_ROW = 1000   # training stops (one line) when this many images in a row, beyond what the
-                             # pipeline reads ahead, could not be read: the data is gone (unmounted?), not a few bad files
 SHUFFLE_BUFFER = 8192     # records in the shuffle buffer of a TFRecord split (after shard-order shuffling)
 RECORD_FEATURES = {'image/encoded': tf.io.FixedLenFeature([], tf.string),
                    'image/class/label': tf.io.FixedLenFeature([], tf.int64)}
@@ -49,61 +38,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 # ---------------------------------------------------------------- one image
-
-def is_jpeg(contents):
-    """True when the encoded bytes start with the JPEG SOI marker (whatever the file is named)."""
-    return tf.equal(tf.strings.substr(contents, 0, 2), b'\xff\xd8')
-
-
-def decode_image(contents):
-    """Encoded bytes -> uint8 [H, W, 3] RGB: JPEG (RGB, grayscale, CMYK), PNG (RGBA, gray, palette),
-    BMP, GIF (first frame). Alpha is dropped, gray is repeated, CMYK is converted by libjpeg."""
-    with tf.control_dependencies([_supported_bmp(contents), _not_too_large(contents)]):
-        image = tf.cond(is_jpeg(contents),
-                        lambda: tf.io.decode_jpeg(contents, channels=3),
-                        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
-    image.set_shape([None, None, 3])
-    return image
-
-
-MAX_PIXELS = 100_000_000  # a larger image is refused before decoding: a few hundred bytes of PNG can claim
-                          # 30000 x 30000 pixels (2.7 GB decoded); ILSVRC's largest photographs are far below
-
-
-def _header_size(contents):
-    """(width, height) that a PNG, GIF or BMP header claims (0, 0 for other formats: JPEG's decoder
-    reads its size from the file, and small files)."""
-    def field(offset, length, dtype, big_endian=False):
-        raw = tf.strings.substr(contents, offset, length)
-        return tf.cast(tf.io.decode_raw(raw, dtype, little_endian=not big_endian)[0], tf.int64)
-    long_enough = tf.strings.length(contents) >= 30
-    start = lambda magic: tf.logical_and(long_enough, tf.equal(tf.strings.substr(contents, 0, len(magic)), magic))
-    return tf.case([(start(b'\x89PNG'), lambda: tf.stack([field(16, 4, tf.int32, True), field(20, 4, tf.int32, True)])),
-                    (start(b'GIF8'), lambda: tf.stack([field(6, 2, tf.uint16), field(8, 2, tf.uint16)])),
-                    (start(b'BM'), lambda: tf.abs(tf.stack([field(18, 4, tf.int32), field(22, 4, tf.int32)])))],
-                   default=lambda: tf.zeros([2], tf.int64))
-
-
-def _not_too_large(contents):
-    """An error, before decoding, for an image whose header claims more than MAX_PIXELS pixels."""
-    width_height = tf.cond(is_jpeg(contents), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
-                           lambda: _header_size(contents))
-    return tf.debugging.assert_less_equal(width_height[0] * width_height[1], tf.constant(MAX_PIXELS, tf.int64),
-                                          message=f'an image of more than {MAX_PIXELS:,} pixels (a decompression '
-                                                  f'bomb?), refused before decoding')
-
-
-def _supported_bmp(contents):
-    """An error for a BMP of fewer than 24 bits per pixel: TensorFlow's decoder returns the palette indices
-    of an 8-bit one as if they were pixels and cannot read a 1-bit one, so they are refused (skipped and
-    counted in training) rather than read wrong."""
-    is_bmp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, 2), b'BM'), tf.strings.length(contents) >= 30)
-    bits = tf.cond(is_bmp, lambda: tf.io.decode_raw(tf.strings.substr(contents, 28, 2), tf.uint16)[0],
-                   lambda: tf.constant(24, tf.uint16))
-    return tf.debugging.assert_greater_equal(bits, tf.constant(24, tf.uint16),
-                                             message='a BMP with a colour palette (fewer than 24 bits per pixel), '
-                                                     'which TensorFlow reads wrong: convert it to PNG or JPEG')
-
 
 def _seeds(seed, n):
     """n [2] int64 seeds for the stateless random ops, from seed (int or [2]; None: a fresh random one)."""
@@ -236,7 +170,7 @@ def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, s
     top_left = _crop_offset(seeds[0], input_size, resize_size)
 
     def whole():
-        square = square_image(decode_image(contents), resize_size, resize_mode)
+        square = square_image(decoding.decode_image(contents), resize_size, resize_mode)
         return tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
 
     def jpeg():
@@ -252,7 +186,7 @@ def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, s
                               MAX_ASPECT * tf.cast(tf.reduce_min(shape[:2]), tf.float64))
         return tf.cond(fits, window, whole)
 
-    crop = tf.cond(is_jpeg(contents), jpeg, whole) if resize_mode == 'shorter' else whole()
+    crop = tf.cond(decoding.is_jpeg(contents), jpeg, whole) if resize_mode == 'shorter' else whole()
     crop.set_shape([input_size, input_size, 3])
     return _finish(crop, seeds, mean, bgr)
 
@@ -295,8 +229,8 @@ def image_mean(files, seed=0, sample=MEAN_SAMPLE):
 
     def mean_of(path):
         contents = tf.io.read_file(path)
-        image = tf.cond(is_jpeg(contents), lambda: tf.io.decode_jpeg(contents, channels=3, ratio=4),
-                        lambda: decode_image(contents))
+        image = tf.cond(decoding.is_jpeg(contents), lambda: tf.io.decode_jpeg(contents, channels=3, ratio=4),
+                        lambda: decoding.decode_image(contents))
         return tf.reduce_mean(tf.reshape(tf.cast(image, tf.float64), [-1, 3]), 0)
 
     data = tf.data.Dataset.from_tensor_slices([os.fspath(files[i]) for i in chosen])
@@ -339,48 +273,6 @@ class _Epochs:
         for e in np.unique(epoch):
             index[epoch == e] = self.permutation(int(e))[p[epoch == e]]
         return index, epoch * self.n + p
-
-
-class _Skips:
-    """Warns about (and lists in split.skipped) images the pipeline dropped as unreadable. Elements
-    carry their stream position, so a gap in the positions that arrive is a dropped image."""
-
-    def __init__(self, split, start, end=None, name_of=None):
-        self.split, self.start, self.end, self.name_of = split, start, end, name_of
-        self.last, self.names, self.lock, self.stalled = start - 1, {}, threading.Lock(), None
-
-    def healthy(self, j, read_ahead):
-        """False once the stream asks for a position far past the last one that arrived: the images in
-        between all failed. Then the stream ends (the trainer says why, naming a few of them)."""
-        first = int(np.min(j))
-        with self.lock:
-            if first - self.last <= UNREADABLE_IN_A_ROW + read_ahead:
-                return True
-            if not self.stalled:
-                self.stalled = [self.name_of(p) if self.name_of else self.names.get(p, f'record {p}')
-                                for p in range(self.last + 1, self.last + 4)]
-                self.split.stalled = self.stalled
-            return False
-
-    def note(self, j, name):              # TFRecord streams: remember which record is at j
-        self.names[int(j)] = name.decode()
-        return j
-
-    def check(self, j):                   # j: positions of a batch; empty: the end of a finite pass
-        with self.lock:
-            if len(j) and j[0] <= self.last:      # a new pass over the data
-                self.last = self.start - 1
-            top = int(j[-1]) if len(j) else self.end - 1
-            arrived = set(j.tolist())
-            for p in range(self.last + 1, top + 1):
-                name = self.names.pop(p, None)
-                if p not in arrived:
-                    name = self.name_of(p) if self.name_of else name or f'record {p}'
-                    if name not in self.split.skipped:        # warn once per image, not every epoch
-                        self.split.skipped.append(name)
-                        warnings.warn(f'{name}: unreadable image, skipped', datasets.UnreadableImageWarning)
-            self.last = top if len(j) else self.start - 1
-        return j
 
 
 def _healthy(skips, j, read_ahead):
@@ -455,7 +347,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
     pixels. This holds as long as no image is dropped as unreadable (a drop shifts the later batches).
     TFRecord splits (records=) shuffle the shard order per epoch and use a shuffle buffer seeded by
     (seed, epoch); resuming reads and skips the records before start_step (exact, only slower).
-    When UNREADABLE_IN_A_ROW images in a row fail (the folder is gone), the stream ends and
+    When decoding.UNREADABLE_IN_A_ROW images in a row fail (the folder is gone), the stream ends and
     split.stalled names the first few: the caller stops with one line instead of waiting forever.
     Worker shard_index of num_shards gets a disjoint part of every epoch.
     """
@@ -467,7 +359,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
     n, end_of_time = len(split), 2 ** 62
     read_ahead = 32 * batch_size            # what the parallel decoding and the prefetch buffers may hold
     if split.records is not None:
-        skips = _Skips(split, start)
+        skips = decoding.Skips(split, start)
         shards = tf.constant([os.fspath(f) for f in split.records])
 
         def epoch(e):
@@ -491,7 +383,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
         locate = _Epochs(n, per_epoch, seed, shard_index, num_shards)
         files = split.files is not None
         name_of = lambda p: os.fspath(split.files[locate(np.array([p]))[0][0]])
-        skips = _Skips(split, start, name_of=name_of) if files else None
+        skips = decoding.Skips(split, start, name_of=name_of) if files else None
         positions = tf.data.Dataset.range(start, end_of_time).batch(batch_size)
         if files:
             positions = positions.take_while(lambda j: _healthy(skips, j, read_ahead))
@@ -514,31 +406,32 @@ def eval_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, m
     count = {'center': 1, 'ten': 10, 'random': num_random}.get(mode, 0)
     marker = (tf.zeros([0], tf.int64), tf.zeros([0, count, input_size, input_size, 3]), tf.zeros([0], tf.int64))
     if split.records is not None:
-        skips = _Skips(split, 0, end=n)
+        skips = decoding.Skips(split, 0, end=n)
         data = tf.data.Dataset.from_tensor_slices([os.fspath(f) for f in split.records])
         data = data.flat_map(_named_records)
         data = _noted(data.enumerate().map(lambda j, x: (j, j, *x)), skips)
 
         def load(j, where, record):
             contents, label = _parse(record)
-            return j, crops(decode_image(contents), where), label
+            return j, crops(decoding.decode_image(contents), where), label
     else:
         files = split.files is not None
-        skips = _Skips(split, 0, end=n, name_of=lambda p: os.fspath(split.files[p])) if files else None
+        skips = decoding.Skips(split, 0, end=n, name_of=lambda p: os.fspath(split.files[p])) if files else None
         data = _elements(split, tf.data.Dataset.range(n).batch(batch_size), lambda j: (j, j))
 
         def load(j, where, label, item):
-            image = decode_image(tf.io.read_file(item)) if files else item
+            image = decoding.decode_image(tf.io.read_file(item)) if files else item
             return j, crops(image, where), label
     return _batches(data, load, batch_size, skips, drop_remainder=False, end_marker=marker)
 
 
-# ---------------------------------------------------------------- speed
+# ---------------------------------------------------------------- speed (bench.py, imagenet_utils.py)
 
-def _speed(split, input_size, batch_size, seconds, threads, resize_size=RESIZE_SIZE):
-    """(images/second, images per CPU-second of this process) of train_dataset after a warm-up.
-    The second is the per-core rate, whatever else the machine is running."""
-    data = train_dataset(split, batch_size, input_size, (0.0, 0.0, 0.0), resize_size)
+def pipeline_speed(split, input_size=INPUT_SIZE, batch_size=128, seconds=10, threads=None):
+    """(images/second, images per CPU-second of this process) of the training pipeline (decoding and
+    the training transforms) on split, after a warm-up. The second is the per-core rate, whatever else
+    the machine is running. threads: tf.data's private thread pool (None: its own default)."""
+    data = train_dataset(split, batch_size, input_size, (0.0, 0.0, 0.0))
     if threads:
         options = tf.data.Options()
         options.threading.private_threadpool_size = threads
@@ -553,49 +446,3 @@ def _speed(split, input_size, batch_size, seconds, threads, resize_size=RESIZE_S
         next(batches)
         count += batch_size
     return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
-
-
-def folder_split(data_dir, batch_size):
-    """(Split, image count) of the images under data_dir, cycled so that an epoch is 20 batches at least."""
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f'--data-dir {folder} is not a folder: point it at a folder of JPEGs, '
-                        f'e.g. ../shared/data/imagenet/val')
-    files = datasets.image_files(folder, recursive=True)
-    if not files:
-        raise DataError(f'no images ({", ".join(datasets.IMAGE_EXTENSIONS)}) in {folder}')
-    repeat = -(-20 * batch_size // len(files))
-    return datasets.Split(np.zeros(len(files) * repeat, np.int64), files=files * repeat), len(files)
-
-
-def pipeline_speed(split, input_size=INPUT_SIZE, batch_size=128, seconds=10, threads=None,
-                   resize_size=RESIZE_SIZE):
-    """Images/second of the training pipeline (decoding and the training transforms) on split."""
-    return _speed(split, input_size, batch_size, seconds, threads, resize_size)[0]
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description='Measure the training input pipeline (decoding and the '
-                                            "paper's training transforms) in images/second.")
-    p.add_argument('--data-dir', required=True, help='a folder of images, searched recursively')
-    p.add_argument('--seconds', type=float, default=10.0, help='how long to measure (default 10)')
-    p.add_argument('--threads', type=int, default=os.cpu_count(), help='pipeline threads (default: all cores)')
-    p.add_argument('--batch-size', type=int, default=128)
-    p.add_argument('--input-size', type=int, default=INPUT_SIZE)
-    p.add_argument('--resize-size', type=int, default=RESIZE_SIZE)
-    a = p.parse_args(argv)
-    try:
-        split, count = folder_split(a.data_dir, a.batch_size)
-        speed, per_core = _speed(split, a.input_size, a.batch_size, a.seconds, a.threads, a.resize_size)
-    except DataError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    print(f'{count} images from {a.data_dir}, {a.input_size}x{a.input_size} training crops, '
-          f'batch {a.batch_size}')
-    print(f'{speed:.0f} images/second with {a.threads} threads ({speed / a.threads:.0f} per thread)')
-    print(f'{per_core:.0f} images/second per core (images per CPU-second used)')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -35,6 +35,13 @@ class LearningRate:
             self.rate, self.best = state['rate'], state['best']
             self.bad_epochs, self.drops = state['bad_epochs'], state['drops']
 
+    @classmethod
+    def of(cls, a, state=None):
+        """The schedule of a run's settings (settings.py) and a checkpoint's schedule state."""
+        return cls(kind=a.lr_schedule, base=a.lr, epochs=a.epochs, patience=a.patience,
+                   min_improvement=a.min_improvement, max_drops=a.max_drops, warmup_epochs=a.warmup_epochs,
+                   lr_steps=a.lr_steps, state=state)
+
     @property
     def per_step(self):
         """True when the rate changes every step (one-cycle), not at epoch ends."""

@@ -14,11 +14,11 @@ import sys
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import tensorflow as tf
 
-import alexnet
 import checkpoints
 import cli
 import data
 import evaluate
+import parallel
 import preprocessing
 from datasets import DataError
 from files import write_json_atomic
@@ -95,7 +95,7 @@ def evaluate_checkpoint(a):
             data = eval_data(split, meta, a)
             crops, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices, evaluate.lrn_constants(meta))
-        with tf.compat.v1.Session(config=alexnet.session_config(a.precision, devices)) as sess:
+        with tf.compat.v1.Session(config=parallel.session_config(a.precision, devices)) as sess:
             evaluate.restore_weights(sess, prefix)
             r = evaluate.run(sess, probs, labels, total=len(split), top_k=a.top_k,
                              show_progress=not a.no_progress, desc=f'{which} ({words})')

@@ -1,14 +1,16 @@
-"""The training loop: the graph, the session, steps, epoch ends, checkpoints and logs of one run.
+"""The training loop: build the graph, step, and end each epoch (validate, adjust the rate, save).
 
-    Trainer(a, meta, ds).loop()      # a: train.py's settled flags; meta: the checkpoint resumed, or None
+    Trainer(a, meta, ds).loop()      # a: settings.py's settled flags; meta: the checkpoint resumed, or None
 
-One step (Trainer.step) runs the update that recipe.build_train_op built on a batch
-from preprocessing.train_dataset and fetches the step, loss and accuracy by name.
-Each epoch ends with validation (evaluate.py), the learning-rate schedule (schedule.py)
-and checkpoints (checkpoints.py): the latest, best/ and optionally features/. cluster.py
-builds its ClusterTrainer on this class.
+One step (Trainer.step_once) runs the update that recipe.build_train_op built on a
+batch from preprocessing.train_dataset and fetches the step, loss and accuracy by
+name. Each epoch ends with validation (evaluate.py), the learning-rate schedule
+(schedule.py) and checkpoints (checkpoints.py): the latest, best/ and optionally
+features/; with --time-budget the first epoch's end fixes the plan (budget.py).
+Where the steps run is the Trainer's place: this process (OneMachine, below) or
+one task of a cluster (cluster.Worker), behind the same few methods.
 """
-import json
+import contextlib
 import os
 import sys
 import time
@@ -19,78 +21,23 @@ import tensorflow as tf
 import alexnet
 import budget
 import checkpoints
+import decoding
 import evaluate
 import parallel
 import preprocessing
 import progress
 import recipe
+import settings
 import stopping
 from datasets import DataError
-from files import FolderLock, write_json_atomic
+from files import write_json_atomic
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
 RECENT_STEPS = 50              # the progress bar shows the mean loss and top-1 of the last this many steps
 
-# The settings a run records in every checkpoint (JSON 'args'), and their defaults: the paper's recipe.
-DEFAULTS = dict(dataset='auto', data_dir=None, train_dir=checkpoints.DEFAULT_TRAIN_DIR,
-                batch_size=recipe.BATCH_SIZE, epochs=recipe.EPOCHS, input_size=alexnet.INPUT_SIZE,
-                resize_size=None, lr=recipe.LEARNING_RATE, momentum=recipe.MOMENTUM,
-                weight_decay=recipe.WEIGHT_DECAY, lr_schedule='plateau', lr_steps='', patience=2,
-                min_improvement=0.001, max_drops=3, devices=None, validate=None, max_steps=None, seed=0,
-                synthetic=False, num_classes=alexnet.NUM_CLASSES, model_path=None,
-                precision='fp32', init='paper', val_size=5000, md5=None, save_minutes=10.0, save_steps=0,
-                keep=3, save_features=False, histograms=False, log_steps=20, replicas=None,
-                dropout=alexnet.DROPOUT_RATE, warmup_epochs=0.0, label_smoothing=0.0,
-                data_format=None, train_layers=None, time_budget=None,
-                # what the network expects, inherited from --model_path (imported Caffe weights differ):
-                lrn=None, channel_order='RGB', resize_mode='shorter', mean=None)
-
-
-# The types of the settings whose default is None (the others take their default's type).
-NONE_DEFAULT_TYPES = dict(data_dir=str, resize_size=int, devices=str, validate=bool, max_steps=int, model_path=str,
-                          md5=str, replicas=int, data_format=str, train_layers=str, time_budget=float, lrn=list,
-                          mean=list)
-
-
-def recorded_args_problem(args):
-    """What is wrong with the settings a checkpoint records (its JSON's 'args', a hand edit usually), or
-    None: each must be of its default's type (None where the default is None)."""
-    for key, value in args.items():
-        if key not in DEFAULTS or value is None and DEFAULTS[key] is None:
-            continue
-        kind = NONE_DEFAULT_TYPES.get(key) or type(DEFAULTS[key])
-        kinds = (int, float) if kind is float else (kind,)
-        wrong = isinstance(value, bool) != (kind is bool) or not isinstance(value, kinds) or kind is list and \
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        if wrong:
-            what = {float: 'a number', list: 'a list of numbers', str: 'a string', int: 'a whole number',
-                    bool: 'true or false'}[kind]
-            return f'"{key}" is {json.dumps(value)[:60]}, not {what}'
-    return None
-
-
 class Diverged(Exception):
     """The loss became NaN or infinite."""
-
-
-def prepare_run_folder(a):
-    """The run folder, made and locked (one trainer at a time). -scratch refuses one with checkpoints
-    unless --overwrite: that run's files are deleted later, once the new run is ready (Trainer)."""
-    if os.path.exists(a.train_dir) and not os.path.isdir(a.train_dir):
-        raise DataError(f'--train-dir {a.train_dir} is a file: give a folder for the run')
-    if a.scratch and checkpoints.has_checkpoints(a.train_dir) and not a.overwrite:
-        raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
-                        f'choose another --train-dir, or add --overwrite to delete them')
-    os.makedirs(a.train_dir, exist_ok=True)
-    return FolderLock(a.train_dir)
-
-
-def learning_rate_schedule(a, state=None):
-    """The LearningRate of the run's flags (and a checkpoint's schedule state)."""
-    return LearningRate(kind=a.lr_schedule, base=a.lr, epochs=a.epochs, patience=a.patience,
-                        min_improvement=a.min_improvement, max_drops=a.max_drops,
-                        warmup_epochs=a.warmup_epochs, lr_steps=a.lr_steps, state=state)
 
 
 def build_inputs(a, ds, start_step):
@@ -149,7 +96,7 @@ def warm_start(sess, model_path):
 
 def run(a, meta, ds):
     """Train on one machine: the run folder, then the loop; the exit code."""
-    lock = prepare_run_folder(a)
+    lock = checkpoints.prepare_run_folder(a)
     try:
         if meta:
             checkpoints.repair_best(a.train_dir, meta)
@@ -163,6 +110,44 @@ def run(a, meta, ds):
                 trainer.close()
     finally:
         lock.release()
+
+
+class OneMachine:
+    """Where a run's steps happen: in this process alone. The Trainer asks its place for these few things;
+    cluster.Worker is the other place, one task of a cluster."""
+    is_chief = True                  # saves, validates and logs
+
+    def device_scope(self):
+        return contextlib.nullcontext()
+
+    def steps_per_epoch(self, a, ds):
+        return SYNTHETIC_EPOCH_STEPS if a.synthetic else preprocessing.steps_per_epoch(ds.train, a.batch_size)
+
+    def wrap_optimizer(self, optimizer):
+        return optimizer
+
+    def inputs(self, trainer, meta):
+        return build_inputs(trainer.a, trainer.ds, meta['step'] if meta else 0)
+
+    def session(self, trainer, meta):
+        a = trainer.a
+        sess = tf.compat.v1.Session(config=parallel.session_config(a.precision, a.devices.split(',')))
+        trainer.restore_or_initialise(sess, meta)
+        return sess
+
+    def run(self, trainer, fetches):
+        """sess.run(fetches), heard by Ctrl-C and SIGTERM while it waits (stopping.run_heard)."""
+        return stopping.run_heard(trainer.sess, fetches, trainer.stop, None, self.blocked_message)
+
+    def blocked_message(self, seconds):
+        return f'a step has waited {seconds:.0f} s'
+
+    def epoch_ended(self, trainer, losses):
+        """True where the epoch's end (validation, schedule, saves, the line) happens here."""
+        return True
+
+    def close(self, trainer):
+        pass
 
 
 class Epoch:
@@ -186,30 +171,42 @@ class Epoch:
 
 
 class Trainer:
-    """The graph, the session and the loop: steps, epoch ends, checkpoints, logs."""
+    """The graph and the loop: steps, epoch ends (validate, adjust the rate, save), logs. `place` says where
+    the steps run: this process (OneMachine) or one task of a cluster (cluster.Worker)."""
 
-    is_chief = True                  # cluster.py: only worker 0 saves, validates and logs
-    wrap_optimizer = None
-
-    def __init__(self, a, meta, ds):
-        self.a, self.ds = a, ds
-        self.steps_per_epoch = SYNTHETIC_EPOCH_STEPS if a.synthetic else \
-            preprocessing.steps_per_epoch(ds.train, a.batch_size)
-        self.schedule = learning_rate_schedule(a, meta['schedule'] if meta else None)
-        self.plan = meta.get('plan') if meta else None        # --time-budget: fixed once, kept by -resume
-        self.seconds_before = meta.get('seconds_used', 0.0) if meta else 0.0
-        if self.plan:
-            self.schedule.total_steps = self.plan['total_steps']
+    def __init__(self, a, meta, ds, place=None):
+        self.a, self.ds, self.place = a, ds, place or OneMachine()
+        self.steps_per_epoch = self.place.steps_per_epoch(a, ds)
+        self.schedule = LearningRate.of(a, meta['schedule'] if meta else None)
+        self.budget = budget.Budget(a.time_budget, a.started, meta)     # --time-budget's plan, and the clock
+        if self.budget.plan:
+            self.schedule.total_steps = self.budget.plan['total_steps']
         self.best = meta['best'] if meta else None
+        with self.place.device_scope():
+            self.build(meta)
+            self.sess = self.place.session(self, meta)
+        self.step = int(self.sess.run(self.global_step))
+        if a.scratch and a.overwrite and self.place.is_chief:     # the new run is ready: now the old one goes
+            checkpoints.delete_run(a.train_dir)
+        self.writer = self.place.is_chief and \
+            tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
+        self.stop = stopping.StopRequest()
+        self.last_save = time.time()
+
+    # --- the graph and the session ---------------------------------------------------------
+    def build(self, meta):
+        """The training step, validation and summaries on this graph, and the savers."""
+        a, ds = self.a, self.ds
         tf.compat.v1.set_random_seed(a.seed)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
+        # The rate the update reads: set from self.schedule (set_rate), at each step for one-cycle.
         self.rate = tf.compat.v1.get_variable('learning_rate', [], trainable=False,
                                               initializer=tf.constant_initializer(a.lr))
         self.new_rate = tf.compat.v1.placeholder(tf.float32, [])
-        self.set_rate = tf.compat.v1.assign(self.rate, self.new_rate)
-        images, labels = self.inputs(meta)
-        self.train_op, self.loss, self.accuracy = recipe.build_train_op(
-            recipe.Recipe.of(a), images, labels, self.global_step, self.rate, self.wrap_optimizer)  # [top-1, top-k]
+        self.assign_rate = tf.compat.v1.assign(self.rate, self.new_rate)
+        images, labels = self.place.inputs(self, meta)
+        self.train_op, self.loss, self.accuracy = recipe.build_train_op(     # accuracy: [top-1, top-k]
+            recipe.Recipe.of(a), images, labels, self.global_step, self.rate, self.place.wrap_optimizer)
         self.k = min(5, a.num_classes)
         with tf.control_dependencies([self.train_op]):
             self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
@@ -221,14 +218,6 @@ class Trainer:
         self.feature_saver = tf.compat.v1.train.Saver(
             [v for v in weights if v.op.name.split('_')[0] in alexnet.FEATURE_LAYERS], max_to_keep=None)
 
-        self.sess = self.session(meta)
-        self.step = int(self.sess.run(self.global_step))
-        if a.scratch and a.overwrite and self.is_chief:     # the new run is ready: now the old one goes
-            checkpoints.delete_run(a.train_dir)
-        self.writer = self.is_chief and tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
-        self.stop = stopping.StopRequest()
-        self.last_save = time.time()
-
     def summaries(self, images, mean):
         """The first step of each epoch logs 4 input images (and, with --histograms, every weight's)."""
         shown = tf.cast(tf.clip_by_value(images[:4] + tf.constant(mean, tf.float32), 0, 255), tf.uint8)
@@ -238,50 +227,61 @@ class Trainer:
                 summaries += [tf.compat.v1.summary.histogram(v.op.name, v) for v in tf.compat.v1.trainable_variables()]
         return tf.compat.v1.summary.merge(summaries)
 
-    def inputs(self, meta):
-        return build_inputs(self.a, self.ds, meta['step'] if meta else 0)
-
-    def session(self, meta, sess=None):
-        """A session with the variables restored (-resume), or initialised (and warm-started)."""
+    def restore_or_initialise(self, sess, meta):
+        """The variables restored (-resume), or initialised (and warm-started from --model_path)."""
         a = self.a
-        self.sess = sess or tf.compat.v1.Session(config=alexnet.session_config(a.precision, a.devices.split(',')))
+        self.sess = sess
         if meta:
-            self.saver.restore(self.sess, checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
+            self.saver.restore(sess, checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
             if a.explicit_lr:
                 self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
         else:
-            self.sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(tf.compat.v1.global_variables_initializer())
             if a.model_path:
-                warm_start(self.sess, a.model_path)
-        self.sess.run(self.set_rate, {self.new_rate: self.schedule.rate})
-        return self.sess
+                warm_start(sess, a.model_path)
+        self.set_rate(self.schedule.rate)
+
+    def set_rate(self, rate):
+        """The one place the graph's learning rate is set."""
+        self.sess.run(self.assign_rate, {self.new_rate: rate})
 
     def close(self):
+        self.place.close(self)
         self.stop.restore()
         if self.writer:
             self.writer.close()
         self.sess.close()
 
+    # --- checkpoints -----------------------------------------------------------------------
     def meta(self):
+        """The checkpoint's JSON: the run's settings, its data, where it is, the schedule, best and plan."""
         a, ds = self.a, self.ds
-        return dict(args={k: getattr(a, k) for k in DEFAULTS}, dataset=ds.name, data_dir=a.data_dir,
+        return dict(args={k: getattr(a, k) for k in settings.DEFAULTS}, dataset=ds.name, data_dir=a.data_dir,
                     class_names=list(ds.class_names), class_ids=ds.class_ids, num_classes=a.num_classes,
                     input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
                     epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
                     learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
                     precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN),
-                    channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.plan,
-                    seconds_used=round(self.seconds_used(), 1))
+                    channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.budget.plan,
+                    seconds_used=round(self.budget.used(), 1))
 
     def save(self, folder='', saver=None, keep=None):
+        """The latest checkpoint (or best/, features/); only the chief saves."""
+        if not self.place.is_chief:
+            return
         directory = os.path.join(self.a.train_dir, folder)
         checkpoints.save(self.sess, saver or self.saver, directory, self.step, self.meta(), keep or self.a.keep)
 
+    def save_due(self):
+        a = self.a
+        return (a.save_steps and self.step % a.save_steps == 0) or time.time() - self.last_save > 60 * a.save_minutes
+
+    # --- steps -----------------------------------------------------------------------------
     def describe(self):
         a = self.a
-        if a.precision == 'bf16' and not alexnet.cpu_has_bf16() and not any('GPU' in d.upper() for d in
-                                                                            a.devices.split(',')):
-            print(alexnet.BF16_EMULATED_NOTE, file=sys.stderr, flush=True)
+        if a.precision == 'bf16' and not parallel.cpu_has_bf16() and \
+                not any('GPU' in d.upper() for d in a.devices.split(',')):
+            print(parallel.BF16_EMULATED_NOTE, file=sys.stderr, flush=True)
         print(f'run folder: {a.train_dir}  (TensorBoard: tensorboard --logdir {os.path.dirname(a.train_dir) or a.train_dir})')
         print(f'{self.ds.name}: {len(self.ds.train) if self.ds.train else "random"} training images, '
               f'{a.num_classes} classes, {self.steps_per_epoch} steps per epoch, towers on {a.devices}, {a.precision}')
@@ -291,7 +291,7 @@ class Trainer:
     def step_once(self, with_summary=False):
         """One training step. Returns the fetches by name: step (after it), loss, accuracy [top-1, top-k]."""
         if self.schedule.per_step:
-            self.sess.run(self.set_rate, {self.new_rate: self.schedule.at_step(self.step, self.steps_per_epoch)})
+            self.set_rate(self.schedule.at_step(self.step, self.steps_per_epoch))
         fetches = dict(step=self.step_after, loss=self.loss, accuracy=self.accuracy)
         if with_summary:
             fetches['summary'] = self.epoch_summary
@@ -309,21 +309,16 @@ class Trainer:
                            f'{kept[0] if kept else "none (nothing was saved yet)"}')
         return out
 
-    step_timeout = None              # cluster.py: seconds a synchronous step may wait for the other workers
-
     def run(self, fetches):
-        """sess.run(fetches), heard by Ctrl-C and SIGTERM while it waits (stopping.run_heard)."""
-        return stopping.run_heard(self.sess, fetches, self.stop, self.step_timeout, self.blocked_message)
-
-    def blocked_message(self, seconds):
-        return f'a step has waited {seconds:.0f} s'
+        """sess.run(fetches) where the place runs it, heard by Ctrl-C and SIGTERM while it waits."""
+        return self.place.run(self, fetches)
 
     def abandon(self, blocked):
         """A step is stuck in the session: save what the variables hold, say so, and end the process at
         once (the stuck step cannot be joined, and closing its session would wait for it)."""
         why, code = str(blocked), 0 if blocked.by_signal else 1
         try:
-            if self.is_chief:
+            if self.place.is_chief:
                 self.save()
                 why += f'; checkpoint saved at step {self.step}, continue with: python train.py -resume ' \
                        f'--train-dir {self.a.train_dir}'
@@ -339,7 +334,7 @@ class Trainer:
         """Why the (endless) training stream ended: no image could be read for a long run."""
         split = self.ds.train
         few = ', '.join(map(str, (split.stalled or split.skipped or ['?'])[:3])) if split is not None else '?'
-        return (f'training stopped at step {self.step}: more than {preprocessing.UNREADABLE_IN_A_ROW} images in a '
+        return (f'training stopped at step {self.step}: more than {decoding.UNREADABLE_IN_A_ROW} images in a '
                 f'row could not be read (first: {few}): is the data folder still there (unmounted, moved)? '
                 f'Fix it and continue with -resume')
 
@@ -352,50 +347,7 @@ class Trainer:
                 'train/loss': loss, 'train/top1': top1, f'train/top{self.k}': topk,
                 'learning_rate': self.schedule.rate, 'images_per_second': epoch.speed})
 
-    def save_due(self):
-        a = self.a
-        return (a.save_steps and self.step % a.save_steps == 0) or time.time() - self.last_save > 60 * a.save_minutes
-
-    def run_epoch(self, last_step):
-        """Steps until the epoch ends, last_step is reached or a signal asks to stop; then the epoch's end."""
-        a, spe = self.a, self.steps_per_epoch
-        epoch = Epoch(self.step // spe)
-        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
-        try:
-            while self.step < last_step and not self.stop.signal:
-                tic, before = time.time(), self.step
-                out = self.step_once(with_summary=not epoch.losses and self.is_chief)
-                spent = time.time() - tic
-                epoch.add(out['loss'], out['accuracy'], a.batch_size / spent, spent)
-                loss, (top1, _) = epoch.recent()
-                bar.set_postfix_str(f'loss {loss:.3f} top-1 {100 * top1:.1f}% lr {self.schedule.rate:.2g} '
-                                    f'{epoch.speed:.0f} img/s', refresh=False)
-                bar.update(self.step - before)
-                self.log_steps(epoch)
-                if self.step // spe > epoch.index:
-                    break
-                if self.save_due():
-                    self.save()
-                    self.last_save = time.time()
-        finally:
-            bar.close()
-        if (self.step // spe > epoch.index or self.reached_plan()) and epoch.losses:   # mid-epoch too: best/
-            self.end_epoch(epoch.losses, epoch.hits, time.time() - epoch.started, epoch.step_seconds)
-            self.last_save = time.time()
-
-    def last_step(self):
-        """Where the run stops: --epochs (or the --time-budget plan), or --max-steps if sooner."""
-        total = self.plan['total_steps'] if self.plan else self.a.epochs * self.steps_per_epoch
-        return min(total, self.a.max_steps or total)
-
-    def reached_plan(self):
-        """True once the --time-budget plan's last step is done."""
-        return bool(self.plan) and self.step >= self.plan['total_steps']
-
-    def seconds_used(self):
-        """Wall-clock seconds of this run so far, its earlier -resume runs included."""
-        return self.seconds_before + time.time() - self.a.started
-
+    # --- the loop --------------------------------------------------------------------------
     def loop(self):
         """Epochs until --epochs or --max-steps, or a signal (then a save); the exit code."""
         a, spe = self.a, self.steps_per_epoch
@@ -410,13 +362,84 @@ class Trainer:
                 self.run_epoch(self.last_step())
         except stopping.StepBlocked as e:
             self.abandon(e)
-        if (self.stop.signal or self.step % spe) and self.is_chief:
+        if (self.stop.signal or self.step % spe) and self.place.is_chief:
             self.save()
             why = f'stopped by {self.stop.signal}' if self.stop.signal else \
-                'reached the --time-budget plan\'s last step' if self.reached_plan() else 'reached --max-steps'
+                'reached the --time-budget plan\'s last step' if self.budget.reached(self.step) else \
+                'reached --max-steps'
             print(f'{why} at step {self.step}: checkpoint saved; continue with: '
                   f'python train.py -resume --train-dir {a.train_dir}')
         return 0
+
+    def last_step(self):
+        """Where the run stops: --epochs (or the --time-budget plan), or --max-steps if sooner."""
+        total = self.budget.plan['total_steps'] if self.budget.plan else self.a.epochs * self.steps_per_epoch
+        return min(total, self.a.max_steps or total)
+
+    def run_epoch(self, last_step):
+        """Steps until the epoch ends, last_step is reached or a signal asks to stop; then the epoch's end."""
+        a, spe = self.a, self.steps_per_epoch
+        epoch = Epoch(self.step // spe)
+        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
+        try:
+            while self.step < last_step and not self.stop.signal:
+                tic, before = time.time(), self.step
+                out = self.step_once(with_summary=not epoch.losses and self.place.is_chief)
+                spent = time.time() - tic
+                epoch.add(out['loss'], out['accuracy'], a.batch_size / spent, spent)
+                loss, (top1, _) = epoch.recent()
+                bar.set_postfix_str(f'loss {loss:.3f} top-1 {100 * top1:.1f}% lr {self.schedule.rate:.2g} '
+                                    f'{epoch.speed:.0f} img/s', refresh=False)
+                bar.update(self.step - before)
+                self.log_steps(epoch)
+                if self.step // spe > epoch.index:
+                    break
+                if self.save_due():
+                    self.save()
+                    self.last_save = time.time()
+        finally:
+            bar.close()
+        ended = self.step // spe > epoch.index or self.budget.reached(self.step)    # mid-epoch too: best/
+        if ended and epoch.losses and self.place.epoch_ended(self, epoch.losses):
+            self.end_epoch(epoch)
+            self.last_save = time.time()
+
+    # --- the end of an epoch ---------------------------------------------------------------
+    def end_epoch(self, epoch):
+        """Validate, adjust the learning rate, log, save latest/best/features, and with --time-budget make
+        the plan at the first epoch's end; then one line."""
+        ended = time.time()
+        line, values = self.training_figures(epoch)
+        v = self.validate()
+        improved = False
+        if v:
+            values.update({'val/loss': v['loss'], 'val/top1': v['top1'], f'val/top{v["k"]}': v['topk']})
+            line += f' | val loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
+            improved = self.track_best(v)
+        line += self.adjust_rate(values.get('val/top1'))
+        scalars(self.writer, self.step, values)
+        self.writer.flush()
+        self.save_epoch(improved)
+        if self.budget.needs_plan() and len(epoch.step_seconds) > 1:
+            self.make_plan(epoch.step_seconds[1:], time.time() - ended)     # the first step builds and warms up
+        if self.budget.plan:
+            line += ' | ' + budget.describe(self.budget.plan, self.budget.used())
+            scalars(self.writer, self.step, {'budget/minutes_left': self.budget.minutes_left()})
+        print(f'{line} | {(time.time() - epoch.started) / 60:.1f} min', flush=True)
+
+    def training_figures(self, epoch):
+        """The epoch line's start and the TensorBoard scalars of the epoch's steps (and skipped images)."""
+        index = self.step // self.steps_per_epoch
+        top1, topk = np.mean(epoch.hits, 0)
+        shown = index if self.step % self.steps_per_epoch == 0 else f'{self.step / self.steps_per_epoch:.2f}'
+        line = f'epoch {shown}/{self.a.epochs}: loss {np.mean(epoch.losses):.4f} top-1 {100 * top1:.2f}%'
+        values = {'train/epoch_loss': np.mean(epoch.losses), 'train/epoch_top1': top1,
+                  f'train/epoch_top{self.k}': topk}
+        skipped = len(self.ds.train.skipped) if self.ds.train is not None else 0
+        if skipped:
+            line += f' | {skipped} unreadable image{"s" * (skipped > 1)} skipped'
+            values['train/skipped_images'] = skipped
+        return line, values
 
     def validate(self):
         """Validation figures (evaluate.run's dict), or None without a validation split."""
@@ -425,53 +448,35 @@ class Trainer:
         v = self.validation
         return evaluate.run(self.sess, v['probs'], v['labels'], v['init'], total=v['total'], desc='validation')
 
-    def end_epoch(self, losses, hits, seconds, step_seconds=()):
-        """Validate, adjust the learning rate, save latest/best/features, log one line; with --time-budget,
-        the first epoch's end fixes the plan."""
-        a, epoch = self.a, self.step // self.steps_per_epoch
-        ended = time.time()
-        top1, topk = np.mean(hits, 0)
-        shown = epoch if self.step % self.steps_per_epoch == 0 else f'{self.step / self.steps_per_epoch:.2f}'
-        line = f'epoch {shown}/{a.epochs}: loss {np.mean(losses):.4f} top-1 {100 * top1:.2f}%'
-        values = {'train/epoch_loss': np.mean(losses), 'train/epoch_top1': top1, f'train/epoch_top{self.k}': topk}
-        improved = False
-        v = self.validate()
-        if v:
-            values.update({'val/loss': v['loss'], 'val/top1': v['top1'], f'val/top{v["k"]}': v['topk']})
-            line += f' | val loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
-            improved = self.best is None or v['top1'] > self.best['top1']
-            if improved:
-                self.best = dict(top1=v['top1'], topk=v['topk'], step=self.step, epoch=epoch)
-        skipped = len(self.ds.train.skipped) if self.ds.train is not None else 0
-        if skipped:
-            line += f' | {skipped} unreadable image{"s" * (skipped > 1)} skipped'
-            values['train/skipped_images'] = skipped
-        old_rate = self.schedule.rate
-        self.schedule.end_epoch(epoch, values.get('val/top1'))
-        if self.schedule.rate != old_rate:
-            self.sess.run(self.set_rate, {self.new_rate: self.schedule.rate})
-            line += f' | lr {old_rate:g} -> {self.schedule.rate:g}'
-        scalars(self.writer, self.step, values)
-        self.writer.flush()
-        if improved:       # best/ first: a kill between the two saves leaves no best the JSON does not have
+    def track_best(self, v):
+        """True (and self.best updated) when this validation top-1 is the run's best."""
+        if self.best is not None and v['top1'] <= self.best['top1']:
+            return False
+        self.best = dict(top1=v['top1'], topk=v['topk'], step=self.step, epoch=self.step // self.steps_per_epoch)
+        return True
+
+    def adjust_rate(self, val_top1):
+        """The schedule's epoch end (the paper's divide by 10 on a plateau); the line's words for a change."""
+        old = self.schedule.rate
+        self.schedule.end_epoch(self.step // self.steps_per_epoch, val_top1)
+        if self.schedule.rate == old:
+            return ''
+        self.set_rate(self.schedule.rate)
+        return f' | lr {old:g} -> {self.schedule.rate:g}'
+
+    def save_epoch(self, improved):
+        """best/ first (a kill between the two saves leaves no best the JSON does not have), the latest, and
+        features/ with --save-features."""
+        if improved:
             self.save(checkpoints.BEST_DIR, self.best_saver, 1)
         self.save()
-        if a.save_features:
+        if self.a.save_features:
             self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
-        if a.time_budget and not self.plan and len(step_seconds) > 1:
-            self.make_plan(step_seconds[1:], time.time() - ended)     # the first step builds and warms up
-        if self.plan:
-            line += ' | ' + budget.describe(self.plan, self.seconds_used())
-            scalars(self.writer, self.step, {'budget/minutes_left': (self.plan['budget_seconds'] -
-                                                                     self.seconds_used()) / 60})
-        print(f'{line} | {seconds / 60:.1f} min', flush=True)
 
     def make_plan(self, step_seconds, epoch_end_seconds):
         """Fix the --time-budget plan once, from the measured costs, and record it in the latest checkpoint."""
-        a = self.a
-        self.plan = budget.plan(a.time_budget, self.seconds_used(), self.step, self.steps_per_epoch,
-                                step_seconds, epoch_end_seconds)
-        self.schedule.total_steps = self.plan['total_steps']
-        latest = checkpoints.latest(a.train_dir, warn=False)
+        plan = self.budget.make_plan(self.step, self.steps_per_epoch, step_seconds, epoch_end_seconds)
+        self.schedule.total_steps = plan['total_steps']
+        latest = checkpoints.latest(self.a.train_dir, warn=False)
         if latest and latest[1]['step'] == self.step:            # saved just now: it carries the plan too
-            write_json_atomic(latest[0] + '.json', dict(latest[1], plan=self.plan, seconds_used=self.seconds_used()))
+            write_json_atomic(latest[0] + '.json', dict(latest[1], plan=plan, seconds_used=self.budget.used()))

@@ -3,6 +3,7 @@ import re
 
 import bench
 from conftest import TEST_DATA
+from test_preprocessing import encode, smooth_image
 
 FIGURE = re.compile(r'^(training|inference|matmul|pipeline) +(\d+\.\d) (img/s|GFLOP/s|img/s/core) +\(.+\)$')
 SUMMARY = re.compile(r'^train (\d+\.\d) img/s  infer (\d+\.\d) img/s  \(bf16, batch 2\)$')
@@ -69,3 +70,15 @@ def test_op_categories():
                              '_MklNativeConv2DBackpropFilterWithBias') == 'convolution weight gradients'
     assert bench.op_category('decayed_gradients_12/add', 'AddV2') == 'weight decay and momentum update'
     assert bench.op_category('fc6_a/MatMul', '_MklNativeFusedMatMul').startswith('fully-connected')
+
+
+def test_pipeline_threads_and_a_folder_that_is_not_there(tmp_path, capsys):
+    for i in range(3):
+        encode_to = tmp_path / f'{i}.JPEG'
+        encode_to.write_bytes(encode(smooth_image(300, 260, seed=i), 'JPEG'))
+    assert bench.main(['--data-dir', str(tmp_path), '--pipeline-seconds', '0.5', '--batch-size', '8', '--threads', '1',
+                       '--input-size', '67', '--steps', '1', '--warmup', '1', '--matmul-size', '128']) == 0
+    out = capsys.readouterr().out
+    assert '1 threads)' in out and 'img/s/core' in out
+    assert bench.main(['--data-dir', str(tmp_path / 'nothing')]) == 2
+    assert 'is not a folder' in capsys.readouterr().err

@@ -177,9 +177,9 @@ def test_all_100_real_validation_images_in_both_layouts(tmp_path, real_data, sol
     assert by_name(a.val) == by_name(b.val)
     assert (a.val.labels == iu.read_devkit_val_labels(real('ILSVRC2012_validation_ground_truth.txt'),
                                                       real('meta.mat'))[:100]).all()
-    import preprocessing
+    import decoding
     for f in files:
-        image = preprocessing.decode_image(tf.io.read_file(str(f)))
+        image = decoding.decode_image(tf.io.read_file(str(f)))
         assert image.dtype == tf.uint8 and image.shape[-1] == 3 and image.shape[0] > 0
 
 
@@ -258,9 +258,9 @@ def test_committed_validation_images_decode(tmp_path, solution_csv):
     assert f'{val}: 12 of the 50000 validation images are present; the validation split holds only those' \
         in [str(w.message) for w in record]
     assert len(ds.val) == 12 and ds.val.skipped == []
-    import preprocessing
+    import decoding
     for f in ds.val.files:
-        image = preprocessing.decode_image(tf.io.read_file(f))
+        image = decoding.decode_image(tf.io.read_file(f))
         assert image.dtype == tf.uint8 and image.shape[-1] == 3 and image.shape[0] > 0
     assert Image.open(real('val') / val_name(34)).mode == 'L'     # the grayscale one, decoded to RGB
 
@@ -394,9 +394,9 @@ def test_verify_decodes_messy_files_and_skips_the_corrupt_one(tmp_path):
     assert ds.train.skipped == [str(corrupt)] and len(ds.train) == 15 and len(ds.val) == 8
     assert set(map(str, messy)) <= set(ds.train.files) and str(corrupt) not in ds.train.files
     assert all(by_name(ds.train)[m.name] == 2 for m in messy)
-    import preprocessing
+    import decoding
     for m in messy:
-        assert preprocessing.decode_image(tf.io.read_file(str(m))).shape == (HEIGHT, Image.open(m).width, 3)
+        assert decoding.decode_image(tf.io.read_file(str(m))).shape == (HEIGHT, Image.open(m).width, 3)
 
 
 def read_records(paths):

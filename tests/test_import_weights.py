@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import alexnet
 import checkpoints
 import import_weights
+import settings
 import trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,10 +301,10 @@ def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, c
     assert prefix == str(train_dir / 'model.ckpt-0')
 
     # the JSON: a training run's keys, as train.py's Trainer.meta writes them, plus Caffe's
-    defaults = trainer.DEFAULTS
+    defaults = settings.DEFAULTS
     fake = SimpleNamespace(a=SimpleNamespace(**defaults), ds=SimpleNamespace(name='x', class_names=[], class_ids=[],
                                                                                mean=(0, 0, 0)),
-                           step=0, steps_per_epoch=1, best=None, plan=None, seconds_used=lambda: 0.0,
+                           step=0, steps_per_epoch=1, best=None, budget=SimpleNamespace(plan=None, used=lambda: 0.0),
                            schedule=SimpleNamespace(rate=0.01, state=lambda: {}))
     run_keys = set(trainer.Trainer.meta(fake)) | {'step'}
     extra = {'source', 'lrn', 'channel_order', 'mean', 'resize_mode'}

@@ -7,7 +7,31 @@ import checkpoints
 import parallel
 import train
 from datasets import DataError
+from test_alexnet import build
 
+
+def test_bad_tower_devices_fail_clearly():
+    with pytest.raises(ValueError, match='bad device string'):
+        parallel.tower_devices('/tpu:0,/gpu:1')
+    with pytest.raises(ValueError, match='bad device string'):
+        parallel.tower_devices('gpu0,gpu1')
+    with pytest.raises(ValueError, match='two tower devices'):
+        parallel.tower_devices('/gpu:0,/gpu:1,/gpu:2')
+    assert parallel.tower_devices('/cpu:0') == ('/cpu:0', '/cpu:0')
+    assert parallel.tower_devices(None) == ('/cpu:0', '/cpu:0')    # no GPU on the test machine
+
+
+def test_session_config_allows_soft_placement_and_sets_precision():
+    assert parallel.session_config().allow_soft_placement
+    rewrite = parallel.session_config('bf16').graph_options.rewrite_options
+    assert rewrite.auto_mixed_precision_onednn_bfloat16 == rewrite.ON
+    with pytest.raises(ValueError, match='unknown precision'):
+        parallel.session_config('int4')
+    # a graph placed on a GPU runs on the CPU with that config
+    graph, images, logits = build(devices=('/gpu:0', '/gpu:1'))
+    with tf.compat.v1.Session(graph=graph, config=parallel.session_config()) as sess:
+        sess.run(tf.compat.v1.variables_initializer(graph.get_collection('variables')))
+        assert sess.run(logits, {images: np.zeros([2, 67, 67, 3], np.float32)}).shape == (2, 10)
 
 
 @pytest.mark.parametrize('devices,replicas,expected', [

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import alexnet
 import parallel
 import recipe
 
@@ -21,7 +20,7 @@ def one_step(devices, replicas, images, labels, weights=None):
         y = tf.compat.v1.placeholder(tf.int64, [BATCH])
         train_op, loss, _ = recipe.build_train_op(a, x, y, step, 0.01)
         flat = parallel.parse_devices(devices, replicas)
-        with tf.compat.v1.Session(config=alexnet.session_config('fp32', flat)) as sess:
+        with tf.compat.v1.Session(config=parallel.session_config('fp32', flat)) as sess:
             variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
             start = {v.initial_value: weights[name] for name, v in variables.items() if weights is not None}
             sess.run(tf.compat.v1.global_variables_initializer(), start)
@@ -116,7 +115,7 @@ def test_bf16_steps_keep_the_weight_decay_and_the_update_in_fp32():
         y = tf.random.uniform([BATCH], 0, CLASSES, tf.int64)
         train_op, _, _ = recipe.build_train_op(a, x, y, step, 0.01)
         metadata = tf.compat.v1.RunMetadata()
-        with tf.compat.v1.Session(config=alexnet.session_config('bf16', ['/cpu:0'])) as sess:
+        with tf.compat.v1.Session(config=parallel.session_config('bf16', ['/cpu:0'])) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             sess.run(train_op, options=tf.compat.v1.RunOptions(output_partition_graphs=True), run_metadata=metadata)
     nodes = {n.name: n for g in metadata.partition_graphs for n in g.node}

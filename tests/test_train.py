@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import alexnet
 import checkpoints
 import train
 from conftest import REPO
@@ -171,7 +172,7 @@ def test_two_towers_on_two_logical_cpus_train_and_save_features(tree, tmp_path):
     assert meta['devices'] == '/cpu:0,/cpu:1' and meta['step'] == 8      # 128 images, batch 16
     features = checkpoints.latest(str(run_dir / 'features'))[0]
     saved = variables(features)
-    assert {name.split('_')[0] for name in saved} - {'global'} == set(train.alexnet.FEATURE_LAYERS)
+    assert {name.split('_')[0] for name in saved} - {'global'} == set(alexnet.FEATURE_LAYERS)
     weights = variables(checkpoints.latest(str(run_dir))[0])
     np.testing.assert_array_equal(saved['conv5_b/weights'], weights['conv5_b/weights'])
     tags = {}

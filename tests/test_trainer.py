@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints
 import cluster
 import stopping
 import trainer
@@ -26,7 +27,7 @@ class BlockedSession:
 
 def stepper(**attributes):
     t = trainer.Trainer.__new__(trainer.Trainer)          # the loop's parts only: no graph needed
-    t.sess, t.stop = BlockedSession(), type('Stop', (), {'signal': None})()
+    t.sess, t.stop, t.place = BlockedSession(), type('Stop', (), {'signal': None})(), trainer.OneMachine()
     for k, v in attributes.items():
         setattr(t, k, v)
     return t
@@ -67,8 +68,9 @@ def test_a_synchronous_step_past_its_timeout_names_the_worker_that_is_gone():
     spec = tf.train.ClusterSpec({'ps': [f'127.0.0.1:{alive.getsockname()[1]}'],
                                  'worker': ['127.0.0.1:1', f'127.0.0.1:{alive.getsockname()[1]}',
                                             f'127.0.0.1:{gone_port}']})
-    t = stepper(step_timeout=0.5, spec=spec, task=0)
-    t.blocked_message = lambda seconds: cluster.ClusterTrainer.blocked_message(t, seconds)
+    worker = cluster.Worker.__new__(cluster.Worker)          # the place's parts only: no server needed
+    worker.step_timeout, worker.spec, worker.task, worker.worker_steps = 0.5, spec, 0, None
+    t = stepper(place=worker)
     with pytest.raises(stopping.StepBlocked) as e:
         t.run({})
     message = str(e.value)
@@ -92,10 +94,10 @@ def test_the_run_folder_is_a_folder_and_refuses_old_checkpoints(tmp_path):
     a = type('A', (), dict(train_dir=str(tmp_path / 'file'), scratch=True, overwrite=False))()
     (tmp_path / 'file').write_text('mine')
     with pytest.raises(DataError, match='is a file'):
-        trainer.prepare_run_folder(a)
+        checkpoints.prepare_run_folder(a)
     a.train_dir = str(tmp_path / 'run')
-    lock = trainer.prepare_run_folder(a)
+    lock = checkpoints.prepare_run_folder(a)
     with pytest.raises(DataError, match='is in use by process'):
-        trainer.prepare_run_folder(a)
+        checkpoints.prepare_run_folder(a)
     lock.release()
-    trainer.prepare_run_folder(a).release()
+    checkpoints.prepare_run_folder(a).release()
