@@ -11,7 +11,10 @@ A damaged one (a kill -9 or a power loss during a save, a full disk) is skipped 
 a one-line warning, and the newest good one is used.
 
 The run folder holds the latest few checkpoints, `best/` the best by validation
-top-1, and `features/` the conv1..conv5 weights for fine-tuning.
+top-1, and `features/` the conv1..conv5 weights for fine-tuning. It is locked by
+the trainer that uses it (prepare_run_folder); -scratch --overwrite deletes an
+earlier run's files only once the new run is ready (delete_run). warm_start copies
+another checkpoint's weights into a new run (--model_path).
 """
 import glob
 import json
@@ -320,3 +323,20 @@ def for_use(train_dir=None, checkpoint=None):
         raise DataError(f'no checkpoint in {train_dir}: train first, e.g. '
                         f'`python train.py -scratch --dataset demo --train-dir {train_dir}`')
     return found
+
+
+def warm_start(sess, model_path):
+    """Copy every model weight of matching name and shape from another checkpoint."""
+    try:
+        found = for_use(checkpoint=model_path)[0]
+    except DataError:
+        found = model_path
+    try:
+        available = dict(tf.train.list_variables(found))
+    except (tf.errors.NotFoundError, ValueError):
+        raise DataError(f'--model_path {model_path}: no checkpoint there') from None
+    model_vars = [v for v in tf.compat.v1.trainable_variables()]
+    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list()}
+    skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
+    tf.compat.v1.train.Saver(take).restore(sess, found)
+    print(f'weights from {found}: {len(take)} tensors' + (f', kept fresh: {", ".join(skipped)}' if skipped else ''))

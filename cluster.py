@@ -294,12 +294,13 @@ class Worker:
                             f'task of the cluster (parameter servers and workers) and start them all again with '
                             f'-resume')
 
-    def run(self, training, fetches):
+    def run(self, training, fetches, feed=None):
         """A step, heard by signals, in lock step with the other workers when synchronous (lock_step)."""
         if self.worker_steps is not None:
             self.lock_step(training.sess, training.stop)
             fetches = dict(fetches, counted=self.count_step)
-        return stopping.run_heard(training.sess, fetches, training.stop, self.step_timeout, self.blocked_message)
+        return stopping.run_heard(training.sess, fetches, training.stop, self.step_timeout, self.blocked_message,
+                                  feed)
 
     def lock_step(self, sess, stop):
         """Wait until no other worker is more than STEPS_AHEAD steps behind this one. SyncReplicasOptimizer

@@ -41,15 +41,15 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def run_heard(sess, fetches, stop, timeout=None, blocked_message=None):
-    """sess.run(fetches) in a helper thread while this one listens: its result, or its error raised here.
+def run_heard(sess, fetches, stop, timeout=None, blocked_message=None, feed=None):
+    """sess.run(fetches, feed) in a helper thread while this one listens: its result, or its error raised here.
     StepBlocked when the step is still running BLOCKED_STEP_GRACE seconds after stop.signal was set, or
     `timeout` seconds after it started (blocked_message(seconds) says why)."""
     box = {}
 
     def work():
         try:
-            box['out'] = sess.run(fetches)
+            box['out'] = sess.run(fetches, feed_dict=feed)
         except BaseException as e:        # handed to the caller's thread as it is
             box['error'] = e
     worker = threading.Thread(target=work, name='training step', daemon=True)

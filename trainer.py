@@ -77,23 +77,6 @@ def scalars(writer, step, values):
     writer.add_summary(summary, step)
 
 
-def warm_start(sess, model_path):
-    """Copy every model weight of matching name and shape from another checkpoint."""
-    try:
-        found = checkpoints.for_use(checkpoint=model_path)[0]
-    except DataError:
-        found = model_path
-    try:
-        available = dict(tf.train.list_variables(found))
-    except (tf.errors.NotFoundError, ValueError):
-        raise DataError(f'--model_path {model_path}: no checkpoint there') from None
-    model_vars = [v for v in tf.compat.v1.trainable_variables()]
-    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list()}
-    skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
-    tf.compat.v1.train.Saver(take).restore(sess, found)
-    print(f'weights from {found}: {len(take)} tensors' + (f', kept fresh: {", ".join(skipped)}' if skipped else ''))
-
-
 def run(a, meta, ds):
     """Train on one machine: the run folder, then the loop; the exit code."""
     lock = checkpoints.prepare_run_folder(a)
@@ -135,9 +118,9 @@ class OneMachine:
         trainer.restore_or_initialise(sess, meta)
         return sess
 
-    def run(self, trainer, fetches):
-        """sess.run(fetches), heard by Ctrl-C and SIGTERM while it waits (stopping.run_heard)."""
-        return stopping.run_heard(trainer.sess, fetches, trainer.stop, None, self.blocked_message)
+    def run(self, trainer, fetches, feed=None):
+        """sess.run(fetches, feed), heard by Ctrl-C and SIGTERM while it waits (stopping.run_heard)."""
+        return stopping.run_heard(trainer.sess, fetches, trainer.stop, None, self.blocked_message, feed)
 
     def blocked_message(self, seconds):
         return f'a step has waited {seconds:.0f} s'
@@ -151,10 +134,11 @@ class OneMachine:
 
 
 class Epoch:
-    """What the steps of one epoch measured: losses, [top-1, top-k] hits, images/second."""
+    """What the steps of one epoch measured: losses, [top-1, top-k] hits, images/second, and when its steps
+    started and ended (budget.now, the clock --time-budget reads)."""
 
     def __init__(self, index):
-        self.index, self.started = index, time.time()
+        self.index, self.started, self.steps_ended = index, budget.now(), None
         self.losses, self.hits, self.speed, self.step_seconds = [], [], None, []
 
     def add(self, loss, accuracy, images_per_second, seconds=None):
@@ -192,6 +176,7 @@ class Trainer:
             tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
         self.stop = stopping.StopRequest()
         self.last_save = time.time()
+        self.warmed_up = False           # the process's first step builds and warms up: not a step's cost
 
     # --- the graph and the session ---------------------------------------------------------
     def build(self, meta):
@@ -199,14 +184,14 @@ class Trainer:
         a, ds = self.a, self.ds
         tf.compat.v1.set_random_seed(a.seed)
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
-        # The rate the update reads: set from self.schedule (set_rate), at each step for one-cycle.
-        self.rate = tf.compat.v1.get_variable('learning_rate', [], trainable=False,
-                                              initializer=tf.constant_initializer(a.lr))
-        self.new_rate = tf.compat.v1.placeholder(tf.float32, [])
-        self.assign_rate = tf.compat.v1.assign(self.rate, self.new_rate)
+        # The learning rate is the schedule's (self.schedule), fed with every step; the update reads it from
+        # the variable it is assigned to in that step, which checkpoints keep (and a cluster's chief reads).
+        rate = tf.compat.v1.get_variable('learning_rate', [], trainable=False, initializer=tf.constant_initializer(a.lr))
+        self.new_rate = tf.compat.v1.placeholder_with_default(rate.read_value(), [], name='new_rate')
+        step_rate = tf.compat.v1.assign(rate, self.new_rate)
         images, labels = self.place.inputs(self, meta)
         self.train_op, self.loss, self.accuracy = recipe.build_train_op(     # accuracy: [top-1, top-k]
-            recipe.Recipe.of(a), images, labels, self.global_step, self.rate, self.place.wrap_optimizer)
+            recipe.Recipe.of(a), images, labels, self.global_step, step_rate, self.place.wrap_optimizer)
         self.k = min(5, a.num_classes)
         with tf.control_dependencies([self.train_op]):
             self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
@@ -238,12 +223,7 @@ class Trainer:
         else:
             sess.run(tf.compat.v1.global_variables_initializer())
             if a.model_path:
-                warm_start(sess, a.model_path)
-        self.set_rate(self.schedule.rate)
-
-    def set_rate(self, rate):
-        """The one place the graph's learning rate is set."""
-        self.sess.run(self.assign_rate, {self.new_rate: rate})
+                checkpoints.warm_start(sess, a.model_path)
 
     def close(self):
         self.place.close(self)
@@ -290,13 +270,12 @@ class Trainer:
 
     def step_once(self, with_summary=False):
         """One training step. Returns the fetches by name: step (after it), loss, accuracy [top-1, top-k]."""
-        if self.schedule.per_step:
-            self.set_rate(self.schedule.at_step(self.step, self.steps_per_epoch))
+        rate = self.schedule.at_step(self.step, self.steps_per_epoch) if self.schedule.per_step else self.schedule.rate
         fetches = dict(step=self.step_after, loss=self.loss, accuracy=self.accuracy)
         if with_summary:
             fetches['summary'] = self.epoch_summary
         try:
-            out = self.run(fetches)
+            out = self.run(fetches, {self.new_rate: rate})
         except tf.errors.OutOfRangeError:
             raise DataError(self.stalled_message()) from None
         if with_summary:
@@ -309,9 +288,9 @@ class Trainer:
                            f'{kept[0] if kept else "none (nothing was saved yet)"}')
         return out
 
-    def run(self, fetches):
-        """sess.run(fetches) where the place runs it, heard by Ctrl-C and SIGTERM while it waits."""
-        return self.place.run(self, fetches)
+    def run(self, fetches, feed=None):
+        """sess.run(fetches, feed) where the place runs it, heard by Ctrl-C and SIGTERM while it waits."""
+        return self.place.run(self, fetches, feed)
 
     def abandon(self, blocked):
         """A step is stuck in the session: save what the variables hold, say so, and end the process at
@@ -353,8 +332,10 @@ class Trainer:
         a, spe = self.a, self.steps_per_epoch
         self.describe()
         if self.step >= self.last_step():
-            print(f'nothing to do: the run is at step {self.step} and stops at {self.last_step()} '
-                  f'(raise --epochs or --max-steps)')
+            more = '(raise --epochs or --max-steps)' if not self.budget.reached(self.step) else \
+                f'(its --time-budget plan ends there; to train further, start a new run from its weights: ' \
+                f'python train.py -scratch --model_path {a.train_dir} --train-dir NEW_FOLDER ...)'
+            print(f'nothing to do: the run is at step {self.step} and stops at {self.last_step()} {more}')
             return 0
         self.last_save = time.time()
         try:
@@ -382,7 +363,7 @@ class Trainer:
         epoch = Epoch(self.step // spe)
         bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
         try:
-            while self.step < last_step and not self.stop.signal:
+            while self.step < last_step and not self.stop.signal and not self.budget.spent_before_plan():
                 tic, before = time.time(), self.step
                 out = self.step_once(with_summary=not epoch.losses and self.place.is_chief)
                 spent = time.time() - tic
@@ -399,16 +380,17 @@ class Trainer:
                     self.last_save = time.time()
         finally:
             bar.close()
-        ended = self.step // spe > epoch.index or self.budget.reached(self.step)    # mid-epoch too: best/
+        epoch.steps_ended = budget.now()
+        ended = self.step // spe > epoch.index or self.budget.reached(self.step) or \
+            self.budget.spent_before_plan()                          # mid-epoch too: best/
         if ended and epoch.losses and self.place.epoch_ended(self, epoch.losses):
             self.end_epoch(epoch)
             self.last_save = time.time()
 
     # --- the end of an epoch ---------------------------------------------------------------
     def end_epoch(self, epoch):
-        """Validate, adjust the learning rate, log, save latest/best/features, and with --time-budget make
-        the plan at the first epoch's end; then one line."""
-        ended = time.time()
+        """Validate, adjust the learning rate, log, save latest/best/features, and with --time-budget measure
+        the epoch and plan; then one line."""
         line, values = self.training_figures(epoch)
         v = self.validate()
         improved = False
@@ -420,12 +402,8 @@ class Trainer:
         scalars(self.writer, self.step, values)
         self.writer.flush()
         self.save_epoch(improved)
-        if self.budget.needs_plan() and len(epoch.step_seconds) > 1:
-            self.make_plan(epoch.step_seconds[1:], time.time() - ended)     # the first step builds and warms up
-        if self.budget.plan:
-            line += ' | ' + budget.describe(self.budget.plan, self.budget.used())
-            scalars(self.writer, self.step, {'budget/minutes_left': self.budget.minutes_left()})
-        print(f'{line} | {(time.time() - epoch.started) / 60:.1f} min', flush=True)
+        line += self.plan_budget(epoch)
+        print(f'{line} | {(budget.now() - epoch.started) / 60:.1f} min', flush=True)
 
     def training_figures(self, epoch):
         """The epoch line's start and the TensorBoard scalars of the epoch's steps (and skipped images)."""
@@ -461,7 +439,6 @@ class Trainer:
         self.schedule.end_epoch(self.step // self.steps_per_epoch, val_top1)
         if self.schedule.rate == old:
             return ''
-        self.set_rate(self.schedule.rate)
         return f' | lr {old:g} -> {self.schedule.rate:g}'
 
     def save_epoch(self, improved):
@@ -473,10 +450,21 @@ class Trainer:
         if self.a.save_features:
             self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
 
-    def make_plan(self, step_seconds, epoch_end_seconds):
-        """Fix the --time-budget plan once, from the measured costs, and record it in the latest checkpoint."""
-        plan = self.budget.make_plan(self.step, self.steps_per_epoch, step_seconds, epoch_end_seconds)
-        self.schedule.total_steps = plan['total_steps']
-        latest = checkpoints.latest(self.a.train_dir, warn=False)
-        if latest and latest[1]['step'] == self.step:            # saved just now: it carries the plan too
-            write_json_atomic(latest[0] + '.json', dict(latest[1], plan=plan, seconds_used=self.budget.used()))
+    def plan_budget(self, epoch):
+        """--time-budget: measure the epoch, start to start, and plan again (budget.py); the plan goes into
+        the latest checkpoint too. The epoch line's words."""
+        before = self.budget.plan
+        warmup = 0.0 if self.warmed_up or not epoch.step_seconds else epoch.step_seconds[0]
+        self.warmed_up = True
+        words = self.budget.end_epoch(self.step, self.steps_per_epoch, len(epoch.losses),
+                                      epoch.steps_ended - epoch.started, budget.now() - epoch.steps_ended, warmup)
+        if not self.budget.plan:
+            return words
+        if self.budget.plan is not before:
+            self.schedule.total_steps = self.budget.plan['total_steps']
+            latest = checkpoints.latest(self.a.train_dir, warn=False)
+            if latest and latest[1]['step'] == self.step:            # saved just now: it carries the plan too
+                write_json_atomic(latest[0] + '.json', dict(latest[1], plan=self.budget.plan,
+                                                            seconds_used=self.budget.used()))
+        scalars(self.writer, self.step, {'budget/minutes_left': self.budget.minutes_left()})
+        return ' | ' + budget.describe(self.budget.plan, self.budget.used()) + words

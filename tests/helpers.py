@@ -6,6 +6,8 @@ make_eval_tree / make_run  a dataset whose crops can be cut in NumPy, and a run 
                    weights on it (test, classify, export)
 variables          every tensor of a checkpoint, by name
 """
+import io
+
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -144,3 +146,33 @@ def variables(prefix):
     """{name: value} of every tensor in a checkpoint."""
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
+
+
+TWO_CPUS = ('/cpu:0', '/cpu:1')      # two logical CPU devices: the paper's two towers in a test
+
+
+def build(input_size=alexnet.MIN_INPUT_SIZE, num_classes=10, training=False, batch=2,
+          devices=TWO_CPUS, seed=None, init='paper', portable=False, data_format=None):
+    graph = tf.Graph()
+    with graph.as_default():
+        if seed is not None:
+            tf.compat.v1.set_random_seed(seed)
+        images = tf.compat.v1.placeholder(tf.float32, [batch, input_size, input_size, 3])
+        logits = alexnet.inference(images, num_classes, training=training, devices=devices, init=init,
+                                   portable=portable, data_format=data_format)
+    return graph, images, logits
+
+
+def encode(array, fmt, mode=None, **kw):
+    image = Image.fromarray(array)
+    if mode:
+        image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def smooth_image(h, w, seed=0):
+    """A smooth random RGB image (JPEG-friendly, so decoders agree closely)."""
+    small = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))

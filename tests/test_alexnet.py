@@ -6,26 +6,14 @@ import pytest
 import tensorflow as tf
 
 import alexnet
+from helpers import TWO_CPUS, build
 
-TWO_CPUS = ('/cpu:0', '/cpu:1')
 
 
 def two_cpu_session(graph):
     """A session with two logical CPU devices, one per tower."""
     config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
     return tf.compat.v1.Session(graph=graph, config=config)
-
-
-def build(input_size=alexnet.MIN_INPUT_SIZE, num_classes=10, training=False, batch=2,
-          devices=TWO_CPUS, seed=None, init='paper', portable=False, data_format=None):
-    graph = tf.Graph()
-    with graph.as_default():
-        if seed is not None:
-            tf.compat.v1.set_random_seed(seed)
-        images = tf.compat.v1.placeholder(tf.float32, [batch, input_size, input_size, 3])
-        logits = alexnet.inference(images, num_classes, training=training, devices=devices, init=init,
-                                   portable=portable, data_format=data_format)
-    return graph, images, logits
 
 
 def independent_counts(size, classes):

@@ -3,7 +3,7 @@ import re
 
 import bench
 from conftest import TEST_DATA
-from test_preprocessing import encode, smooth_image
+from helpers import encode, smooth_image
 
 FIGURE = re.compile(r'^(training|inference|matmul|pipeline) +(\d+\.\d) (img/s|GFLOP/s|img/s/core) +\(.+\)$')
 SUMMARY = re.compile(r'^train (\d+\.\d) img/s  infer (\d+\.\d) img/s  \(bf16, batch 2\)$')

@@ -1,4 +1,6 @@
 """budget.py: durations, and the plan that fits a budget."""
+import warnings
+
 import pytest
 
 import budget
@@ -17,15 +19,63 @@ def test_bad_durations_are_one_line(text):
 
 
 def test_the_plan_fills_what_is_left_with_steps_and_epoch_ends():
-    # 100 s used of 1000; a step costs 1 s (median: the slow first step does not count), an epoch's end 10 s
-    # for 10 steps: 2 s a step in all, so 90% of 900 s is 405 more steps
-    p = budget.plan(1000, 100, step_now=10, steps_per_epoch=10, step_seconds=[1.0, 1.0, 9.0, 1.0],
-                    epoch_end_seconds=10)
-    assert budget.SAFETY == 0.9 and p['total_steps'] == 10 + 405 and p['planned_at_step'] == 10
+    # 100 s used of 1000; a step costs 1 s and an epoch's end (10 steps) 10 s: 2 s a step in all. 98% of the
+    # 900 s left is 882 s, less the last end's 10 s: 436 more steps
+    p = budget.plan(1000, 100, step_now=10, steps_per_epoch=10, step_seconds=1.0, epoch_end_seconds=10)
+    assert budget.SAFETY == 0.98 and p['total_steps'] == 10 + 436 and p['planned_at_step'] == 10
     assert p['epochs'] == pytest.approx(p['total_steps'] / 10, abs=0.01)
-    over = budget.plan(100, 150, step_now=10, steps_per_epoch=10, step_seconds=[1.0], epoch_end_seconds=1)
+    over = budget.plan(100, 150, step_now=10, steps_per_epoch=10, step_seconds=1.0, epoch_end_seconds=1)
     assert over['total_steps'] == 10                       # already past the budget: stop where it is
-    assert '41.5 epochs' in budget.describe(p, 100) and '15.0 min left' in budget.describe(p, 100)
+    assert '44.6 epochs' in budget.describe(p, 100) and '15.0 min left' in budget.describe(p, 100)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_epochs_that_cost_more_than_planned_warn_and_shorten_the_plan(monkeypatch):
+    """A fake clock: the first epoch (a 15 s warm-up step, 9 steps of 1 s, a 10 s end) plans the run; the
+    next costs twice as much, which warns and plans again; -resume continues from the recorded plan."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget, 'now', clock)
+    b = budget.Budget(1000, started=clock())
+    clock.t += 24 + 10                                     # epoch 1: its steps, then its end
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                     # no warning for a first epoch that fits
+        assert b.end_epoch(10, 10, 10, steps_seconds=24, end_seconds=10, warmup_seconds=15) == ''
+    first = b.plan
+    # 34 s used: 98% of the 966 s left, less the last end's 10 s, at 2 s a step (1 s + 10 s / 10 steps): 468
+    assert first['seconds_per_step'] == 1.0 and first['planned_at_step'] == 10 and first['history'] == [[10, 10 + 468]]
+    clock.t += 40                                          # epoch 2: 20 s of steps, 20 s of end: 40 s, planned 20
+    with pytest.warns(UserWarning, match=r'took 40 s, 100% more than the 20 s planned'):
+        words = b.end_epoch(20, 10, 10, steps_seconds=20, end_seconds=20)
+    assert words == ' | planned 20 s, took 40 s'
+    assert b.plan['total_steps'] < first['total_steps'] and b.plan['seconds_per_step'] == 2.0
+    assert b.plan['history'] == [[10, first['total_steps']], [20, b.plan['total_steps']]]
+    resumed = budget.Budget(1000, started=clock(), meta=dict(plan=b.plan, seconds_used=b.used()))
+    assert resumed.plan == b.plan and resumed.used() == pytest.approx(b.used())
+
+
+def test_a_budget_spent_in_the_first_epoch_stops_it_and_says_so(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(budget, 'now', clock)
+    b = budget.Budget(60, started=clock())
+    assert not b.spent_before_plan()
+    clock.t += 70
+    assert b.spent_before_plan()
+    with pytest.warns(UserWarning, match='cannot be kept: the first epoch took 1.2 min'):
+        b.end_epoch(3, 10, 3, steps_seconds=70, end_seconds=0)
+    assert b.reached(3) and b.plan['total_steps'] == 3
+
+
+@pytest.mark.parametrize('text', ['1' * 400, '9999999h'])
+def test_absurd_budgets_are_one_line(text):
+    with pytest.raises(DataError, match='at most a year'):
+        budget.parse_duration(text)
 
 
 def test_the_process_start_is_in_the_past():

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 import decoding
-from test_preprocessing import encode, smooth_image
+from helpers import encode, smooth_image
 
 
 @pytest.mark.parametrize('fmt, mode, tolerance', [

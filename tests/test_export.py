@@ -11,6 +11,7 @@ import checkpoints
 import classify
 import export
 import files
+import decoding
 import preprocessing
 from conftest import TEST_DATA
 from helpers import EVAL_CLASSES as CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
@@ -42,7 +43,7 @@ def classify_center(run_dir, capsys, *paths):
 
 def decoded(path):
     """uint8 [H, W, 3] as classify.py decodes it (TensorFlow's JPEG decoder)."""
-    return preprocessing.decode_image(tf.io.read_file(str(path))).numpy()
+    return decoding.decode_image(tf.io.read_file(str(path))).numpy()
 
 
 def tflite_runner(path):

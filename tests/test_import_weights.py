@@ -368,6 +368,7 @@ def malicious_npy(path, marker):
     return path
 
 
+@pytest.mark.slow          # import_weights.py in a child process: TensorFlow's start-up, seconds
 def test_malicious_npy_is_refused_and_nothing_runs(tmp_path, capsys):
     marker = tmp_path / 'pwned'
     evil = malicious_npy(tmp_path / 'bvlc_alexnet.npy', marker)

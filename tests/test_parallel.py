@@ -7,7 +7,7 @@ import checkpoints
 import parallel
 import train
 from datasets import DataError
-from test_alexnet import build
+from helpers import build
 
 
 def test_bad_tower_devices_fail_clearly():

@@ -1,5 +1,4 @@
 """preprocessing.py: the paper's transforms, exact-resume pipelines, records, bad files."""
-import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import datasets
 import decoding
 import preprocessing as pp
 from conftest import TEST_DATA
+from helpers import encode, smooth_image
 
 IMAGENET_VAL = TEST_DATA / 'imagenet' / 'val'      # 12 real ILSVRC2012 validation JPEGs
 MEAN = (120.0, 110.0, 100.0)
@@ -20,21 +20,6 @@ def real_jpegs():
     files = sorted(str(f) for f in IMAGENET_VAL.glob('*.JPEG'))
     assert len(files) == 12, f'missing the committed JPEGs in {IMAGENET_VAL}'
     return files
-
-
-def encode(array, fmt, mode=None, **kw):
-    image = Image.fromarray(array)
-    if mode:
-        image = image.convert(mode)
-    out = io.BytesIO()
-    image.save(out, fmt, **kw)
-    return out.getvalue()
-
-
-def smooth_image(h, w, seed=0):
-    """A smooth random RGB image (JPEG-friendly, so decoders agree closely)."""
-    small = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
 
 
 def run_all(fn, seeds):

@@ -403,7 +403,7 @@ def test_no_readable_image_stops_with_one_line_instead_of_waiting(tmp_path, caps
 
 
 @pytest.mark.slow
-def test_time_budget_plans_once_and_resume_keeps_the_plan(tree, tmp_path, capsys):
+def test_time_budget_plans_at_epoch_ends_and_resume_continues_the_plan(tree, tmp_path, capsys):
     run_dir = tmp_path / 'run'
     common = ['--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir, *SMALL, '--lr-schedule', 'onecycle',
               '--epochs', 3]
@@ -413,13 +413,18 @@ def test_time_budget_plans_once_and_resume_keeps_the_plan(tree, tmp_path, capsys
     meta = checkpoints.latest(str(run_dir))[1]
     plan = meta['plan']
     assert plan['planned_at_step'] == 8 and plan['budget_seconds'] == 45 and plan['total_steps'] >= 8
+    assert plan['history'] == [[8, plan['total_steps']]]
     assert 0 < meta['seconds_used'] < 45 + 60
     assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 10 ** 6) == 0   # to the plan's end
     meta = checkpoints.latest(str(run_dir))[1]
-    assert meta['plan'] == plan and meta['step'] == plan['total_steps']       # fixed once, kept by -resume
-    assert meta['learning_rate'] == pytest.approx(0.01 / plan['total_steps'])  # one-cycle ended at the plan
+    history = meta['plan']['history']
+    assert history[0] == plan['history'][0] and meta['step'] == meta['plan']['total_steps'] == history[-1][1]
+    assert all(later[0] > earlier[0] for earlier, later in zip(history, history[1:]))    # one plan an epoch end
+    in_force = [total for step, total in history if step <= meta['step'] - 1][-1]          # at the last step
+    assert meta['learning_rate'] == pytest.approx(0.01 * (in_force - meta['step'] + 1) / in_force)  # one-cycle
     assert run_train('-resume', '--train-dir', run_dir) == 0
-    assert 'nothing to do' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'nothing to do' in out and f'-scratch --model_path {run_dir}' in out      # how to train further
     assert run_train('-resume', '--train-dir', run_dir, '--time-budget', '2h') == 2
     assert 'cannot change on -resume' in capsys.readouterr().err
     with pytest.raises(SystemExit):

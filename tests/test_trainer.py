@@ -20,7 +20,7 @@ class BlockedSession:
     def __init__(self):
         self.release = threading.Event()
 
-    def run(self, fetches):
+    def run(self, fetches, feed_dict=None):
         self.release.wait(30)
         return {'done': True}
 
@@ -50,7 +50,7 @@ def test_a_step_that_ends_is_returned_and_its_errors_raised_in_the_caller():
     assert t.run({}) == {'done': True}
 
     class Failing:
-        def run(self, fetches):
+        def run(self, fetches, feed_dict=None):
             raise tf.errors.OutOfRangeError(None, None, 'end of sequence')
     t.sess = Failing()
     with pytest.raises(tf.errors.OutOfRangeError):
