@@ -35,6 +35,9 @@ BEST_DIR = 'best'
 FEATURES_DIR = 'features'
 STATE_FILE = 'checkpoint'            # TensorFlow's own list of a folder's checkpoints
 DEFAULT_TRAIN_DIR = os.path.join('runs', 'alexnet')
+CLASSIFIER_VARIABLE = 'fc8_a/biases'   # in every checkpoint of the whole network, not in features/
+SLOT_SUFFIX = '/Momentum'              # the optimizer's state: in a run's checkpoints, not in best/ or imports
+WEIGHTS_FILES = ('.caffemodel', '.npy')   # import_weights.py's inputs, not checkpoints
 STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
 OWN_FILE = re.compile(re.escape(PREFIX) + r'-\d+(\.|_temp)')   # a checkpoint's files, or a save's leftovers
 
@@ -122,6 +125,8 @@ def meta_problem(meta):
             return f'its "{key}" is {json.dumps(meta[key])[:60]}, not {what}'
     if len(meta['class_names']) != meta['num_classes']:
         return f'it names {len(meta["class_names"])} classes but "num_classes" is {meta["num_classes"]}'
+    if meta['resize_size'] < meta['input_size']:
+        return f'its "resize_size" {meta["resize_size"]} is smaller than its "input_size" {meta["input_size"]}'
     return None
 
 
@@ -172,6 +177,17 @@ def has_checkpoints(train_dir):
     return bool(list_checkpoints(train_dir) or list_checkpoints(os.path.join(train_dir, BEST_DIR)))
 
 
+def only_best(train_dir):
+    """A run killed after its first best/ and before its first latest checkpoint: the words for the way on
+    (its best/ holds weights only, so -resume cannot continue it), or None."""
+    best = latest(os.path.join(train_dir, BEST_DIR), warn=False)
+    if list_checkpoints(train_dir) or not best:
+        return None
+    return (f'{train_dir} holds only {best[0]} (the run stopped before its first checkpoint, at step '
+            f'{best[1]["step"]}): start it again with -scratch --overwrite, or start a new run from those weights '
+            f'with -scratch --model_path {os.path.join(train_dir, BEST_DIR)} --train-dir NEW_FOLDER')
+
+
 def check_train_dir(train_dir):
     """A one-line DataError when --train-dir names a file."""
     if os.path.exists(train_dir) and not os.path.isdir(train_dir):
@@ -184,8 +200,8 @@ def prepare_run_folder(a):
     ready (delete_run)."""
     check_train_dir(a.train_dir)
     if a.scratch and has_checkpoints(a.train_dir) and not a.overwrite:
-        raise DataError(f'{a.train_dir} already holds checkpoints: continue it with -resume, '
-                        f'choose another --train-dir, or add --overwrite to delete them')
+        raise DataError(only_best(a.train_dir) or f'{a.train_dir} already holds checkpoints: continue it with '
+                        f'-resume, choose another --train-dir, or add --overwrite to delete them')
     os.makedirs(a.train_dir, exist_ok=True)
     return FolderLock(a.train_dir)
 
@@ -302,9 +318,42 @@ def repair_best(train_dir, meta):
     _warn(f'{folder} was behind the run: restored its best checkpoint, step {best["step"]}')
 
 
+def variable_names(prefix):
+    return {name for name, _ in tf.train.list_variables(prefix)}
+
+
+def whole_model(found):
+    """found ((prefix, meta)), when its checkpoint holds the whole network; a one-line DataError for a
+    features/ checkpoint, which holds only the convolutional layers."""
+    if CLASSIFIER_VARIABLE not in variable_names(found[0]):
+        raise DataError(f'{found[0]} holds only the convolutional layers (a run\'s {FEATURES_DIR}/ folder, '
+                        f'for fine-tuning with --model_path): give the run folder or its {BEST_DIR}/ instead')
+    return found
+
+
+def resume_problem(train_dir, prefix):
+    """Why -resume cannot continue from this checkpoint, or None: it must hold the optimizer's state, which
+    best/, features/ and imported weights do not."""
+    if any(name.endswith(SLOT_SUFFIX) for name in variable_names(prefix)):
+        return None
+    new_run = f'start a new run from these weights: python train.py -scratch --model_path {train_dir} ' \
+              f'--train-dir NEW_FOLDER'
+    folder = os.path.normpath(train_dir)
+    if os.path.basename(folder) in (BEST_DIR, FEATURES_DIR):
+        return (f'{train_dir} is a run\'s {os.path.basename(folder)}/ folder (weights, no optimizer state): resume '
+                f'the run folder itself (python train.py -resume --train-dir {os.path.dirname(folder) or "."}), '
+                f'or {new_run}')
+    return f'{prefix} holds weights without the optimizer\'s state (imported weights): {new_run}'
+
+
 def for_use(train_dir=None, checkpoint=None):
     """The checkpoint test.py, classify.py and export.py use: --checkpoint, else the
     run's best, else its latest. A one-line DataError when there is none."""
+    return whole_model(find(train_dir, checkpoint))
+
+
+def find(train_dir=None, checkpoint=None):
+    """(prefix, meta) of --checkpoint (a prefix or a folder), else of the run's best, else its latest."""
     if checkpoint:
         prefix = checkpoint[:-len('.index')] if checkpoint.endswith('.index') else checkpoint
         if os.path.isdir(prefix):
@@ -325,18 +374,37 @@ def for_use(train_dir=None, checkpoint=None):
     return found
 
 
-def warm_start(sess, model_path):
-    """Copy every model weight of matching name and shape from another checkpoint."""
+def weights_file_problem(model_path):
+    """A one-line reason when --model_path names Caffe's weights file (or a folder without a checkpoint)
+    where a checkpoint is expected, or None."""
+    if model_path.endswith(WEIGHTS_FILES) and os.path.isfile(model_path):
+        return (f'--model_path {model_path} is Caffe\'s weights file, not a checkpoint: import it first, '
+                f'python import_weights.py {model_path} --train-dir runs/bvlc_alexnet, then give '
+                f'--model_path runs/bvlc_alexnet')
+    return None
+
+
+def warm_start(sess, model_path, class_names=None, train_layers=None):
+    """Copy every model weight of matching name and shape from another checkpoint; fc8 only when the
+    checkpoint has the same classes (class_names). A one-line DataError when a layer left at its random
+    start would not be trained (--train-layers, train_layers: the layer names)."""
     try:
-        found = for_use(checkpoint=model_path)[0]
+        found, meta = find(checkpoint=model_path)
     except DataError:
-        found = model_path
+        found, meta = model_path, {}
     try:
         available = dict(tf.train.list_variables(found))
-    except (tf.errors.NotFoundError, ValueError):
-        raise DataError(f'--model_path {model_path}: no checkpoint there') from None
-    model_vars = [v for v in tf.compat.v1.trainable_variables()]
-    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list()}
+    except (tf.errors.OpError, ValueError):
+        raise DataError(weights_file_problem(model_path) or f'--model_path {model_path}: no checkpoint there') \
+            from None
+    same_classes = class_names is None or meta.get('class_names') in (None, list(class_names))
+    model_vars = tf.compat.v1.trainable_variables()
+    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list() and
+            (same_classes or not v.op.name.startswith('fc8'))}
     skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
+    untrained = sorted({n.split('_')[0] for n in skipped} - set(train_layers or {n.split('_')[0] for n in skipped}))
+    if untrained:
+        raise DataError(f'--train-layers leaves {", ".join(untrained)} at its random start ({model_path} has no '
+                        f'weights for it{"" if same_classes else ": other classes"}): add it to --train-layers')
     tf.compat.v1.train.Saver(take).restore(sess, found)
     print(f'weights from {found}: {len(take)} tensors' + (f', kept fresh: {", ".join(skipped)}' if skipped else ''))

@@ -7,6 +7,7 @@ to hold and a BMP that TensorFlow would read wrong. Skips is the pipelines'
 bookkeeping of the images they dropped: a warning for each, and the end of the
 stream when the data is gone.
 """
+import re
 import threading
 import warnings
 
@@ -53,13 +54,20 @@ def _header_size(contents):
                    default=lambda: tf.zeros([2], tf.int64))
 
 
+def _claimed_size(contents):
+    """(width, height) int64 that an image's header claims: JPEG's frame header, a PNG, GIF or BMP header
+    ((0, 0) for other formats and small files)."""
+    return tf.cond(is_jpeg(contents), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[1::-1], tf.int64),
+                   lambda: _header_size(contents))
+
+
 def _not_too_large(contents):
-    """An error, before decoding, for an image whose header claims more than MAX_PIXELS pixels."""
-    width_height = tf.cond(is_jpeg(contents), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
-                           lambda: _header_size(contents))
-    return tf.debugging.assert_less_equal(width_height[0] * width_height[1], tf.constant(MAX_PIXELS, tf.int64),
-                                          message=f'an image of more than {MAX_PIXELS:,} pixels (a decompression '
-                                                  f'bomb?), refused before decoding')
+    """An error, before decoding, for an image whose header claims more than MAX_PIXELS pixels, naming
+    the size it claims."""
+    width_height = _claimed_size(contents)
+    message = tf.strings.format(f'its header claims {{}} x {{}} pixels, more than the {MAX_PIXELS:,} allowed '
+                                '(a decompression bomb?): refused before decoding', [width_height[0], width_height[1]])
+    return _refuse_unless(width_height[0] * width_height[1] <= MAX_PIXELS, message)
 
 
 def _supported_bmp(contents):
@@ -69,9 +77,43 @@ def _supported_bmp(contents):
     is_bmp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, 2), b'BM'), tf.strings.length(contents) >= 30)
     bits = tf.cond(is_bmp, lambda: tf.io.decode_raw(tf.strings.substr(contents, 28, 2), tf.uint16)[0],
                    lambda: tf.constant(24, tf.uint16))
-    return tf.debugging.assert_greater_equal(bits, tf.constant(24, tf.uint16),
-                                             message='a BMP with a colour palette (fewer than 24 bits per pixel), '
-                                                     'which TensorFlow reads wrong: convert it to PNG or JPEG')
+    return _refuse_unless(bits >= 24, 'a BMP with a colour palette (fewer than 24 bits per pixel), which '
+                                      'TensorFlow reads wrong: convert it to PNG or JPEG')
+
+
+def _refuse_unless(condition, message):
+    """An InvalidArgumentError whose text is `message` (a string or a string tensor) unless condition holds.
+    The assertion sits in a branch, so that a graph's error text starts with the message, not a Python stack."""
+    def refuse():
+        with tf.control_dependencies([tf.raw_ops.Assert(condition=False, data=[message])]):
+            return tf.constant(False)
+    return tf.cond(condition, lambda: tf.constant(True), refuse)
+
+
+# ---------------------------------------------------------------- why an image cannot be read
+
+REFUSED = re.compile(r'assertion failed: \[(.*?)\]')   # decode_image's own refusals, in TensorFlow's error text
+
+
+def error_reason(error):
+    """The one-line reason of a decoding error (a refusal above, or the decoder's or the file system's),
+    without TensorFlow's graph context."""
+    text = re.sub(r'\{\{.*?\}\}\s*', '', getattr(error, 'message', str(error)))
+    refused = REFUSED.search(text)
+    if refused:
+        return refused.group(1)
+    lines = [line.strip() for line in text.split(' [Op:')[0].splitlines()]
+    return next((line for line in lines if line and not line.startswith('[[')
+                 and not line.startswith('Graph execution error')), 'cannot decode')
+
+
+def why_unreadable(path):
+    """None when decode_image reads the file at path, else the one-line reason it cannot (eager)."""
+    try:
+        decode_image(tf.io.read_file(path))
+    except tf.errors.OpError as e:
+        return error_reason(e)
+    return None
 
 
 # ---------------------------------------------------------------- the images a pipeline dropped
@@ -113,6 +155,8 @@ class Skips:
                     name = self.name_of(p) if self.name_of else name or f'record {p}'
                     if name not in self.split.skipped:        # warn once per image, not every epoch
                         self.split.skipped.append(name)
-                        warnings.warn(f'{name}: unreadable image, skipped', datasets.UnreadableImageWarning)
+                        reason = why_unreadable(name) if self.name_of else None    # a file: decode it again
+                        warnings.warn(f'{name}: unreadable image, skipped' + (f' ({reason})' if reason else ''),
+                                      datasets.UnreadableImageWarning)
             self.last = top if len(j) else self.start - 1
         return j

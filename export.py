@@ -16,9 +16,17 @@ training mean). Its signatures, each with outputs `probabilities` [N, C],
                      (outputs probabilities and top_k_indices only: the TFLite model's)
 
 The TFLite model is the `crops` signature with N = 1; its class names are written
-beside it (FILE without .tflite + _labels.txt), one per line.
+beside it (FILE without .tflite + _labels.txt), one per line. An existing class names
+file is left as it is when it holds these names, and refused (before any work) when not.
+
+Every output is written under a hidden temporary name beside it (.NAME.export-HOST-PID)
+and renamed into place when whole: a kill leaves no half-written --out or .tflite,
+and the next export removes the temporaries of exports whose process is gone.
 """
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
 
@@ -35,8 +43,10 @@ import decoding
 import evaluate
 import preprocessing
 from datasets import DataError
+from files import check_output_file, fsync_folder
 
 CALIBRATION_IMAGES = 100  # representative images for the int8 quantization ranges
+PARTIAL = '.export-'      # marks the hidden temporary an output is written to: .NAME.export-HOST-PID
 
 
 def parse_args(argv):
@@ -107,12 +117,87 @@ def write_saved_model(prefix, meta, out, k):
                                    'crops': signature({'crops': crops}, from_crops)})
             builder.save()
     os.makedirs(os.path.join(out, 'assets'), exist_ok=True)
-    write_labels(os.path.join(out, 'assets', 'class_names.txt'), meta)
+    with open(os.path.join(out, 'assets', 'class_names.txt'), 'w') as f:
+        f.write(labels_text(meta))
 
 
-def write_labels(path, meta):
-    with open(path, 'w') as f:
-        f.write(''.join(f'{name}\n' for name in meta['class_names']))
+def labels_text(meta):
+    """The class names, one per line (the SavedModel's assets/class_names.txt, the TFLite model's labels)."""
+    return ''.join(f'{name}\n' for name in meta['class_names'])
+
+
+def labels_path(tflite):
+    """Where the TFLite model's class names go: beside it, FILE without .tflite + _labels.txt."""
+    return os.path.splitext(tflite)[0] + '_labels.txt'
+
+
+def check_labels(path, meta):
+    """A DataError unless the class names can be written at path: nothing there, or a file of these names."""
+    if not os.path.lexists(path):
+        return
+    try:
+        with open(path) as f:
+            same = f.read() == labels_text(meta)
+    except (OSError, UnicodeDecodeError):       # a folder, unreadable, not text
+        same = False
+    if not same:
+        raise DataError(f'{path} exists with other contents than these {meta["num_classes"]} class names (the '
+                        f'TFLite model\'s labels go there): move it away or choose another --tflite name')
+
+
+# ---------------------------------------------------------------- written whole or not at all
+
+def folder_of(path):
+    """The folder a path is in."""
+    return os.path.dirname(os.path.abspath(path))
+
+
+def partial(path):
+    """The hidden temporary beside path that the output is written to before it is renamed into place."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f'.{name}{PARTIAL}{socket.gethostname()}-{os.getpid()}')
+
+
+def remove_leftovers(folder):
+    """Remove from folder the temporaries of exports on this machine that were killed (process gone)."""
+    mine = re.compile(rf'\..+{re.escape(PARTIAL + socket.gethostname())}-(\d+)')
+    for entry in os.scandir(folder):
+        found = mine.fullmatch(entry.name)
+        if found and not running(int(found.group(1))):
+            remove(entry.path)
+
+
+def running(pid):
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # someone else's
+        pass
+    return True
+
+
+def remove(path):
+    """Remove a file or a folder tree, if there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def write_file(path, data):
+    """Write bytes to path whole: a kill leaves the old file (or none), never a part of the new one."""
+    remove_leftovers(folder_of(path))
+    tmp = partial(path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        remove(tmp)
+    fsync_folder(folder_of(path))
 
 
 def calibration_crops(meta, count):
@@ -144,17 +229,14 @@ def calibration_crops(meta, count):
 
 
 def write_tflite(saved_model, meta, path, quantize=None, count=CALIBRATION_IMAGES):
-    """A TFLite model of the `crops` signature, input float32 [1, s, s, 3]."""
+    """A TFLite model of the `crops` signature, input float32 [1, s, s, 3], and its class names beside it."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=['crops'])
     if quantize == 'int8':
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([c] for c in calibration_crops(meta, count))
-    model = converter.convert()
-    with open(path, 'wb') as f:
-        f.write(model)
-    labels = os.path.splitext(path)[0] + '_labels.txt'
-    write_labels(labels, meta)
-    return labels
+    write_file(path, converter.convert())
+    if not os.path.exists(labels_path(path)):          # check_labels: if there, it holds these names
+        write_file(labels_path(path), labels_text(meta).encode())
 
 
 def size_of(path):
@@ -163,34 +245,75 @@ def size_of(path):
     return f'{total / 2 ** 20:.1f} MiB'
 
 
+def make_room(out):
+    """The temporary folder beside --out to write the SavedModel in, --out's parents made, the leftovers of
+    killed exports removed there."""
+    try:
+        os.makedirs(folder_of(out), exist_ok=True)
+    except OSError as e:
+        raise DataError(f'--out {out}: cannot make its folder: {e.strerror or e}') from None
+    remove_leftovers(folder_of(out))
+    remove(partial(out))           # a leftover of an earlier process with this id (before a restart)
+    return partial(out)
+
+
+def put_in_place(tmp, out):
+    """Rename the whole SavedModel folder tmp to out (which must still not exist)."""
+    if os.path.lexists(out):
+        raise DataError(f'{out} appeared while exporting: choose a new --out folder or remove it')
+    os.rename(tmp, out)
+    fsync_folder(folder_of(out))
+
+
+def check(a):
+    """Every refusal before the work starts; returns the checkpoint (prefix, meta)."""
+    if not a.out and not a.tflite:
+        raise DataError('nothing to write: give --out DIR (SavedModel) and/or --tflite FILE')
+    if a.quantize and not a.tflite:
+        raise DataError('--quantize applies to the TFLite model: add --tflite FILE')
+    if a.out and os.path.lexists(a.out):
+        raise DataError(f'{a.out} already exists: choose a new --out folder or remove it')
+    if a.tflite:
+        check_output_file(a.tflite, '--tflite')
+    if a.top_k < 1:
+        raise DataError(f'--top-k must be at least 1, got {a.top_k}')
+    prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+    if a.tflite:
+        check_labels(labels_path(a.tflite), meta)
+    return prefix, meta
+
+
+def export(a, prefix, meta):
+    """Write the SavedModel (beside --out, renamed into place at the end; without --out, in a temporary
+    folder) and the TFLite model converted from it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = make_room(a.out) if a.out else os.path.join(tmp, 'saved_model')
+        try:
+            write_saved_model(prefix, meta, out, min(a.top_k, meta['num_classes']))
+            if a.tflite:
+                write_tflite(out, meta, a.tflite, a.quantize, a.calibration_images)
+            if a.out:
+                put_in_place(out, a.out)
+        finally:
+            remove(out)
+
+
 def main(argv=None):
     cli.one_line_warnings()
     a = parse_args(argv)
     try:
-        if not a.out and not a.tflite:
-            raise DataError('nothing to write: give --out DIR (SavedModel) and/or --tflite FILE')
-        if a.quantize and not a.tflite:
-            raise DataError('--quantize applies to the TFLite model: add --tflite FILE')
-        if a.out and os.path.exists(a.out):
-            raise DataError(f'{a.out} already exists: choose a new --out folder or remove it')
-        if a.top_k < 1:
-            raise DataError(f'--top-k must be at least 1, got {a.top_k}')
-        prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
-        k = min(a.top_k, meta['num_classes'])
-        with tempfile.TemporaryDirectory() as tmp:
-            out = a.out or os.path.join(tmp, 'saved_model')
-            write_saved_model(prefix, meta, out, k)
-            if a.out:
-                print(f'SavedModel {a.out} ({size_of(a.out)}) from {prefix}: signatures serving_default '
-                      f'(uint8 images), float_images (float32 images 0..255), encoded (image bytes), crops '
-                      f'(float32 {meta["input_size"]}x{meta["input_size"]} centre crops)')
-            if a.tflite:
-                labels = write_tflite(out, meta, a.tflite, a.quantize, a.calibration_images)
-                print(f'TFLite {a.tflite} ({size_of(a.tflite)}{", int8" if a.quantize else ""}): input float32 '
-                      f'[1, {meta["input_size"]}, {meta["input_size"]}, 3] centre crop, RGB 0..255; '
-                      f'class names in {labels}')
+        prefix, meta = check(a)
+        export(a, prefix, meta)
     except DataError as e:
         return cli.fail(e)
+    if a.out:
+        print(f'SavedModel {a.out} ({size_of(a.out)}) from {prefix}: signatures serving_default '
+              f'(uint8 images), float_images (float32 images 0..255), encoded (image bytes), crops '
+              f'(float32 {meta["input_size"]}x{meta["input_size"]} centre crops)')
+    if a.tflite:
+        print(f'TFLite {a.tflite} ({size_of(a.tflite)}{", int8" if a.quantize else ""}): input float32 '
+              f'[1, {meta["input_size"]}, {meta["input_size"]}, 3] centre crop, RGB 0..255; '
+              f'class names in {labels_path(a.tflite)}')
     return 0
 
 

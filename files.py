@@ -44,6 +44,18 @@ def write_json_atomic(path, obj, indent=1):
     fsync_folder(os.path.dirname(path))
 
 
+def check_output_file(path, what):
+    """A DataError (one line) unless a file can be written at path: it is not a folder, and its folder
+    exists and is writable. Called before the work whose result it will hold; `what` names it (a flag)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise DataError(f'{what} {path} is a folder: give a file name (in it, or elsewhere)')
+    if not os.path.isdir(folder):
+        raise DataError(f'{what} {path}: there is no folder {folder}: create it first or choose another path')
+    if not os.access(folder, os.W_OK):
+        raise DataError(f'{what} {path}: the folder {folder} cannot be written to: choose another path')
+
+
 LOCK_FILE = '.lock'
 
 

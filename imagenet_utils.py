@@ -16,9 +16,11 @@ keeps the label space of all the classes (a checkpoint stays compatible); a warn
 is there. Only what cannot be right is refused: foreign names, an image twice, an image the
 labels do not cover, a folder that is not a class.
 
---prepare writes each shard under a temporary name, renames it, then writes its JSON (labels,
-source fingerprint, size in bytes): the JSON is the completion marker, so a kill anywhere leaves
-the shard to be redone, and a re-run with other settings (--resize-size) rewrites the shards.
+--prepare decodes images with training's decoder (decoding.decode_image), so that the shards hold
+the pixels training would read from the folder. It writes each shard under a temporary name, renames
+it, then writes its JSON (labels, source fingerprint, size in bytes): the JSON is the completion
+marker, so a kill anywhere leaves the shard to be redone, and a re-run with other settings
+(--resize-size) rewrites the shards.
 Loading a prepared folder checks every label against the classes and every shard's size.
 
     python imagenet_utils.py --data-dir ILSVRC2012 [--verify] [--speed-seconds 10]
@@ -335,15 +337,9 @@ def find_unreadable(files, progress=True):
         for i, _ in data:
             ok[i.numpy()] = True
             bar.update(len(i))
-    bad = []
-    for i in np.flatnonzero(~ok):      # decode again, one by one, for the message
-        try:
-            decoding.decode_image(tf.io.read_file(files[i]))
-            bad.append((files[i], 'failed inside the input pipeline'))
-        except Exception as e:
-            message = re.sub(r'\{\{.*?\}\}\s*', '', getattr(e, 'message', str(e))).split(' [Op:')[0]
-            bad.append((files[i], message.strip()))
-    return bad
+    # decode again, one by one, for the reason
+    return [(files[i], decoding.why_unreadable(files[i]) or 'failed inside the input pipeline')
+            for i in np.flatnonzero(~ok)]
 
 
 def _drop_unreadable(split, progress):
@@ -375,9 +371,10 @@ def load_imagenet(data_dir, verify=False):
 # ---------------------------------------------------------------- --prepare
 
 def _resized_jpeg(path, size):
-    """The image at path as RGB JPEG bytes, shorter side resized to size."""
-    with Image.open(path) as image:
-        image = image.convert('RGB')      # grayscale, CMYK, palette, RGBA -> RGB
+    """The image at path as RGB JPEG bytes, shorter side resized to size. Decoded by decoding.decode_image,
+    as training decodes files (16-bit PNGs, CMYK, palettes, the refusals alike), so that the shards hold the
+    pixels training would have read from the folder."""
+    image = Image.fromarray(decoding.decode_image(tf.io.read_file(str(path))).numpy())
     w, h = image.size
     scale = size / min(w, h)
     image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
@@ -432,8 +429,9 @@ def _write_shard(shard, files, labels, source, size, bar, stop):
                     return
                 try:
                     record = _example(_resized_jpeg(path, size), label)
-                except Exception as e:      # Pillow raises many kinds on broken files
-                    warnings.warn(f'{path}: unreadable image, skipped ({e})', UnreadableImageWarning)
+                except tf.errors.OpError as e:      # unreadable, refused, or gone
+                    warnings.warn(f'{path}: unreadable image, skipped ({decoding.error_reason(e)})',
+                                  UnreadableImageWarning)
                     skipped.append(str(path))
                 else:
                     writer.write(record)

@@ -56,6 +56,8 @@ def fraction(v):
 
 
 def is_train_layers(v):
+    if not v.strip():
+        return f'names no layer: leave it out to train every layer, or name some of {",".join(alexnet.LAYERS)}'
     try:
         recipe.layers_of(v)
     except DataError as e:

@@ -21,7 +21,7 @@ import evaluate
 import parallel
 import preprocessing
 from datasets import DataError
-from files import write_json_atomic
+from files import check_output_file, write_json_atomic
 
 BATCH_SIZE = 32           # images per step (each with all its crops)
 
@@ -108,6 +108,8 @@ def main(argv=None):
     cli.one_line_warnings()
     a = parse_args(argv)
     try:
+        if a.json:
+            check_output_file(a.json, '--json')      # before the evaluation, not after it
         r = evaluate_checkpoint(a)
     except DataError as e:
         return cli.fail(e)

@@ -53,8 +53,10 @@ def settle_args(args):
     train_dir = given.get('train_dir', settings.DEFAULTS['train_dir'])
     found = checkpoints.latest(train_dir) if args.resume else None
     if args.resume and not found and not helper:    # a worker elsewhere has its flags; the chief restores
-        raise DataError(f'nothing to resume in {train_dir}: start a run with -scratch '
-                        f'(or point --train-dir at an earlier run)')
+        raise DataError(checkpoints.only_best(train_dir) or f'nothing to resume in {train_dir}: start a run '
+                        f'with -scratch (or point --train-dir at an earlier run)')
+    if found and checkpoints.resume_problem(train_dir, found[0]):     # best/, features/, imported weights
+        raise DataError(checkpoints.resume_problem(train_dir, found[0]))
     meta, recorded = (found[1] if found else None), None
     if meta:
         if not isinstance(meta.get('args'), dict) or not isinstance(meta.get('schedule'), dict):
@@ -69,6 +71,8 @@ def settle_args(args):
         recorded = dict(meta['args'], train_dir=train_dir)    # where the run is now, wherever it was made
     a = settings.settled(given, recorded)
     if args.scratch and a.model_path:
+        if checkpoints.weights_file_problem(a.model_path):
+            raise DataError(checkpoints.weights_file_problem(a.model_path))
         vars(a).update(inherited_from(a.model_path))
     a.scratch, a.resume, a.overwrite = args.scratch, args.resume, args.overwrite
     a.explicit_lr = args.resume and 'lr' in given
@@ -82,7 +86,7 @@ def inherited_from(model_path):
     """What a new run keeps of the checkpoint it starts from (--model_path): the LRN constants, channel
     order and resize mode its network was trained with, and its mean when it was imported (Caffe's)."""
     try:
-        meta = checkpoints.for_use(checkpoint=model_path)[1]
+        meta = checkpoints.find(checkpoint=model_path)[1]
     except DataError:
         return {}                  # a bare TensorFlow checkpoint: nothing recorded (warm_start checks it)
     kept = {key: meta[key] for key in INHERITED if meta.get(key) is not None}

@@ -217,13 +217,29 @@ class Trainer:
         a = self.a
         self.sess = sess
         if meta:
-            self.saver.restore(sess, checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
+            self.restore(checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
             if a.explicit_lr:
                 self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
         else:
             sess.run(tf.compat.v1.global_variables_initializer())
             if a.model_path:
-                checkpoints.warm_start(sess, a.model_path)
+                checkpoints.warm_start(sess, a.model_path, self.ds.class_names, recipe.layers_of(a.train_layers))
+
+    def restore(self, prefix):
+        """Every variable from the checkpoint; the momentum of a layer that -resume now trains and the run did
+        not (a longer --train-layers) starts at zero."""
+        have = checkpoints.variable_names(prefix)
+        missing = [v for v in tf.compat.v1.global_variables() if v.op.name not in have]
+        lacking = [v.op.name for v in missing if not v.op.name.endswith(checkpoints.SLOT_SUFFIX)]
+        if lacking:
+            raise DataError(f'{prefix} lacks {", ".join(lacking[:3])}: it was not written by this run\'s '
+                            f'settings; start a new run with -scratch --model_path {self.a.train_dir}')
+        if not missing:
+            return self.saver.restore(self.sess, prefix)
+        tf.compat.v1.train.Saver([v for v in tf.compat.v1.global_variables() if v.op.name in have]).restore(
+            self.sess, prefix)
+        self.sess.run(tf.compat.v1.variables_initializer(missing))
+        print(f'momentum of the layers now trained starts at zero: {", ".join(v.op.name for v in missing)}')
 
     def close(self):
         self.place.close(self)

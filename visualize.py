@@ -100,7 +100,7 @@ def write_png(path, picture):
 
 
 def kernels(a):
-    prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+    prefix, meta = checkpoints.find(a.train_dir, a.checkpoint)       # conv1 is enough: features/ too
     towers = read_conv1(prefix, meta)
     if a.scale < 1:
         raise DataError(f'--scale must be at least 1, got {a.scale}')

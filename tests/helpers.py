@@ -7,6 +7,7 @@ make_eval_tree / make_run  a dataset whose crops can be cut in NumPy, and a run 
 variables          every tensor of a checkpoint, by name
 """
 import io
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -96,14 +97,26 @@ def input_sensitive_weights(prefix, seed=0):
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[''] * len(names), tensors=tensors)
 
 
+_MADE_RUN = []      # (tree, run) of the first make_run of this test process
+
+
 def make_run(root):
     """(data folder, run folder): one step of train.py on a small tree (the real checkpoint and JSON),
-    then input-sensitive weights."""
+    then input-sensitive weights. The run is trained once per test process (the first caller's), and every
+    later caller gets its own copy of that run folder under root (a moved run, as train.py allows), on the
+    first caller's tree, which the runs' JSON names and every caller only reads: the same run each time
+    (the input-sensitive weights are redrawn from seed 0 anyway), without a train.py start each time."""
+    if _MADE_RUN:
+        tree, made = _MADE_RUN[0]
+        run = root / 'run'
+        shutil.copytree(made, run)
+        return tree, run
     tree, run = make_eval_tree(root / 'data'), root / 'run'
     assert train.main(['-scratch', '--dataset', 'folder', '--data-dir', str(tree), '--train-dir', str(run),
                        '--input-size', str(INPUT_SIZE), '--batch-size', '16', '--max-steps', '1',
                        '--no-validate', '--save-minutes', '60']) == 0
     input_sensitive_weights(checkpoints.latest(str(run))[0])
+    _MADE_RUN.append((tree, run))
     return tree, run
 
 

@@ -307,29 +307,40 @@ def test_data_format_follows_the_devices_and_is_checked():
     assert graph.get_operation_by_name('conv2_b/Conv2D').get_attr('data_format') == b'NHWC'
 
 
+def logits_and_gradients(options, weights=None):
+    """(weights, [logits, every gradient], variable names and shapes) of the 99x99 graph built with options,
+    its variables set to weights (the graph's own initial ones, seed 7, when None)."""
+    x = np.random.default_rng(6).normal(0, 60, size=(2, 99, 99, 3)).astype(np.float32)   # pool5 2x2
+    graph, images, logits = build(99, seed=7, **options)
+    with graph.as_default():
+        variables = tf.compat.v1.trainable_variables()
+        loss = tf.reduce_sum(logits * np.arange(1, 11, dtype=np.float32))
+        grads = tf.gradients(loss, variables)
+    with two_cpu_session(graph) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        if weights is None:
+            weights = sess.run(variables)
+        for v, value in zip(variables, weights):
+            v.load(value, sess)
+        result = sess.run([logits] + grads, {images: x})
+    return weights, result, [(v.op.name, v.shape.as_list()) for v in variables]
+
+
+@pytest.fixture(scope='module')
+def straightforward():
+    """The reference, built once for every variant below: TensorFlow's LRN op (portable) in NHWC."""
+    return logits_and_gradients(dict(portable=True))
+
+
 @pytest.mark.parametrize('variant', [dict(portable=True), dict(portable=False), dict(data_format='NCHW'),
                                      dict(data_format='NCHW', portable=True)])
-def test_network_matches_the_straightforward_graph(variant):
+def test_network_matches_the_straightforward_graph(variant, straightforward):
     """Logits and every gradient equal those of the graph built with TensorFlow's LRN op (portable)
     in NHWC: the fast LRN, the NCHW layout (either LRN) and the checkpoint's variables all agree."""
-    x = np.random.default_rng(6).normal(0, 60, size=(2, 99, 99, 3)).astype(np.float32)   # pool5 2x2
-    results, weights, shapes = [], None, []
-    for options in (dict(portable=True), variant):
-        graph, images, logits = build(99, seed=7, **options)
-        with graph.as_default():
-            variables = tf.compat.v1.trainable_variables()
-            loss = tf.reduce_sum(logits * np.arange(1, 11, dtype=np.float32))
-            grads = tf.gradients(loss, variables)
-        with two_cpu_session(graph) as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            if weights is None:
-                weights = sess.run(variables)
-            for v, value in zip(variables, weights):
-                v.load(value, sess)
-            results.append(sess.run([logits] + grads, {images: x}))
-        shapes.append([(v.op.name, v.shape.as_list()) for v in variables])
-    assert shapes[0] == shapes[1]                        # the same checkpoint serves both graphs
-    for name, ref, fast in zip(['logits'] + [v.op.name for v in variables], *results):
+    weights, reference, reference_shapes = straightforward
+    _, result, shapes = logits_and_gradients(variant, weights)
+    assert reference_shapes == shapes                    # the same checkpoint serves both graphs
+    for name, ref, fast in zip(['logits'] + [name for name, _ in shapes], reference, result):
         scale = np.abs(ref).max()
         assert scale > 0, name
         np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-4 * scale, err_msg=name)

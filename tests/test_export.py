@@ -1,6 +1,11 @@
 """export.py: the SavedModel's signatures and the TFLite models agree with classify.py --center."""
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -13,7 +18,7 @@ import export
 import files
 import decoding
 import preprocessing
-from conftest import TEST_DATA
+from conftest import REPO, TEST_DATA
 from helpers import EVAL_CLASSES as CLASSES, INPUT_SIZE, RESIZE_SIZE, make_run
 
 pytestmark = pytest.mark.slow        # subprocesses / SavedModel and TFLite conversion: minutes
@@ -137,15 +142,49 @@ def test_tflite_models_agree_with_classify(exported, capsys):
 
 
 def test_usage_errors(exported, tmp_path, capsys):
+    """One line each, before any work: nothing is written, the user's labels file is kept."""
+    (tmp_path / 'mine_labels.txt').write_text('my own labels\n')
     cases = [(['--train-dir', str(tmp_path / 'none'), '--out', str(tmp_path / 'm')], 'error: no checkpoint in'),
              (['--train-dir', exported['dir'], '--out', str(exported['root'] / 'saved')], 'already exists'),
              (['--train-dir', exported['dir']], 'nothing to write'),
-             (['--train-dir', exported['dir'], '--out', str(tmp_path / 'm'), '--quantize', 'int8'], 'add --tflite')]
+             (['--train-dir', exported['dir'], '--out', str(tmp_path / 'm'), '--quantize', 'int8'], 'add --tflite'),
+             (['--train-dir', exported['dir'], '--out', str(tmp_path / 'm'), '--tflite',
+               str(tmp_path / 'nowhere' / 'a.tflite')], f'there is no folder {tmp_path / "nowhere"}'),
+             (['--train-dir', exported['dir'], '--tflite', str(tmp_path)], f'--tflite {tmp_path} is a folder'),
+             (['--train-dir', exported['dir'], '--tflite', str(tmp_path / 'mine.tflite')],
+              f'{tmp_path / "mine_labels.txt"} exists with other contents than these {CLASSES} class names')]
     for argv, message in cases:
         assert export.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith('error:') and message in err and err.count('\n') == 1, err
-    assert not (tmp_path / 'm').exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['mine_labels.txt']
+    assert (tmp_path / 'mine_labels.txt').read_text() == 'my own labels\n'
+
+
+def test_a_killed_export_leaves_nothing_half_written(exported, tmp_path, capsys):
+    """kill -9 in the middle of an export leaves no --out (the SavedModel is written in a hidden folder
+    beside it, renamed into place at the end); the next export removes such leftovers of dead processes,
+    and writes whole outputs. An existing labels file with these class names is kept as it is."""
+    saved = tmp_path / 'saved'
+    run = subprocess.Popen([sys.executable, 'export.py', '--train-dir', exported['dir'], '--out', str(saved)],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = []
+    while not partial and run.poll() is None:
+        partial = list(tmp_path.glob('.saved.export-*'))
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert partial and not saved.exists(), 'the export was not caught while writing'
+    stale = tmp_path / f'.m.tflite.export-{os.uname().nodename}-{run.pid}'          # a killed TFLite write
+    stale.write_bytes(b'half a model')
+    (tmp_path / 'm_labels.txt').write_text(''.join(f'{n}\n' for n in exported['meta']['class_names']))
+    labels_written = (tmp_path / 'm_labels.txt').stat().st_mtime_ns
+    assert export.main(['--train-dir', exported['dir'], '--out', str(saved), '--tflite', str(tmp_path / 'm.tflite')]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['m.tflite', 'm_labels.txt', 'saved']
+    assert (saved / 'saved_model.pb').is_file()
+    assert tflite_runner(tmp_path / 'm.tflite')(crops=centre_crop(JPEG))['probabilities'].shape == (1, CLASSES)
+    assert (tmp_path / 'm_labels.txt').stat().st_mtime_ns == labels_written
 
 
 def test_a_bgr_model_still_takes_rgb_and_agrees_with_classify(exported, tmp_path, capsys):

@@ -9,6 +9,7 @@ import errno
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import scipy.io
 import tensorflow as tf
 from PIL import Image
 
+import decoding
 import imagenet_utils as iu
 from conftest import REPO, TEST_DATA
 from datasets import DataError
@@ -436,6 +438,32 @@ def test_prepare_writes_shards_that_parse_back(tmp_path):
     index = json.loads((out / 'index.json').read_text())
     assert index['class_ids'] == SORTED and index['val']['labels'] == VAL_CANONICAL
 
+
+
+def test_prepare_decodes_as_training_does_and_says_why_it_skips(tmp_path):
+    """--prepare and --verify read files with training's decoder: a 16-bit grey PNG (32896 of 65535) is 128 in
+    the shard as in training (Pillow's convert('RGB') made it 255); a decompression bomb is skipped with the size
+    its header claims."""
+    top = make_tree(tmp_path, 'devkit')
+    folder = top / 'ILSVRC2012_img_train' / SORTED[1]
+    grey16 = folder / 'grey16.png'
+    Image.fromarray(np.full((HEIGHT, 80), 32896, np.uint16)).save(grey16)
+    bomb = folder / 'bomb.gif'
+    bomb.write_bytes(b'GIF89a' + (20000).to_bytes(2, 'little') * 2 + bytes(30))      # a header only
+    why = re.escape(f'{bomb}: unreadable image, skipped (its header claims 20000 x 20000 pixels, more than '
+                    'the 100,000,000 allowed')
+    with pytest.warns(iu.UnreadableImageWarning, match=why):
+        iu.load_imagenet(top, verify=True)
+    with pytest.warns(iu.UnreadableImageWarning, match=why):
+        ds = iu.prepare(top, tmp_path / 'out', shards_train=1, shards_val=1, progress=False)
+    assert ds.train.skipped == [str(bomb)]
+    training = decoding.decode_image(tf.io.read_file(str(grey16))).numpy()
+    assert np.all(np.abs(training.astype(int) - 128) <= 1)
+    spec = {'image/encoded': tf.io.FixedLenFeature([], tf.string)}
+    shard = [tf.io.decode_jpeg(tf.io.parse_single_example(raw, spec)['image/encoded']).numpy()
+             for raw in tf.data.TFRecordDataset(ds.train.records)]
+    [grey] = [image for image in shard if image.shape[1] == 80 * 256 // HEIGHT]
+    assert np.abs(grey.astype(int) - int(training.mean())).max() <= 1
 
 def test_prepare_resumes_without_redoing_complete_shards(tmp_path, monkeypatch):
     top = make_tree(tmp_path, 'devkit', per_class=5)

@@ -226,6 +226,20 @@ def test_unreadable_files_are_dropped_with_a_warning(tmp_path):
     assert set(np.concatenate([y for _, y in batches[:3]])) == {0, 1, 2, 4, 5, 6}
 
 
+
+def test_a_skipped_file_is_reported_with_its_reason(tmp_path):
+    """Training's warning says why a file was skipped: a decompression bomb names the size its header claims."""
+    good = tmp_path / 'good.png'
+    good.write_bytes(encode(smooth_image(16, 16), 'PNG'))
+    bomb = tmp_path / 'bomb.gif'
+    bomb.write_bytes(b'GIF89a' + (20000).to_bytes(2, 'little') * 2 + bytes(30))      # a header only
+    split = datasets.Split(np.arange(2, dtype=np.int64), files=[str(bomb), str(good)])
+    with pytest.warns(datasets.UnreadableImageWarning) as caught:
+        take(pp.train_dataset(split, 1, 12, MEAN, 16), 2)
+    assert [str(w.message) for w in caught] == [
+        f'{bomb}: unreadable image, skipped (its header claims 20000 x 20000 pixels, more than the 100,000,000 '
+        'allowed (a decompression bomb?): refused before decoding)']
+
 def write_records(folder, shards, per_shard):
     paths, label = [], 0
     for s in range(shards):

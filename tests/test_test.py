@@ -101,6 +101,12 @@ def test_errors_are_one_line(run, tmp_path, capsys):
     assert test_script.main(['--train-dir', str(tmp_path / 'nothing')]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: no checkpoint in') and 'train.py -scratch' in err and err.count('\n') == 1
+    for json_path, message in ((tmp_path / 'nowhere' / 'result.json', f'there is no folder {tmp_path / "nowhere"}'),
+                               (tmp_path, f'--json {tmp_path} is a folder')):    # refused before the evaluation
+        assert test_script.main(['--train-dir', str(run['dir']), '--center', '--json', str(json_path)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith('error:') and message in captured.err and captured.err.count('\n') == 1
+        assert 'images' not in captured.out, captured.out
 
     synthetic = tmp_path / 'synthetic'
     synthetic.mkdir()
