@@ -3,6 +3,7 @@
     python classify.py lussari.jpg                 # best checkpoint of runs/alexnet, 5 random crops
     python classify.py *.png --ten-crop --top-k 3
     python classify.py photo.jpg --center --json   # machine-readable output
+    python classify.py photos/ -r --csv photos.csv  # a folder (and its sub-folders): one CSV row an image
 
 prints, for each image, its top-k classes and their scores (the softmax averaged over
 the crops, Section 4.1):
@@ -11,9 +12,12 @@ the crops, Section 4.1):
     alp - score: 0.5758
     church, church building - score: 0.0517
 
-Any common format is read (JPEG, PNG, BMP, GIF; grayscale, RGBA, CMYK). An image that
-cannot be read gets one `error:` line and the others are still classified (exit 1).
+Any common format is read (JPEG, PNG, BMP, GIF; grayscale, RGBA, CMYK). A folder is
+classified image by image, sorted by path. An image that cannot be read gets one
+`error:` line and the others are still classified (exit 1).
 """
+import csv
+import io
 import json
 import os
 import sys
@@ -30,17 +34,24 @@ import evaluate
 import parallel
 import plots
 import preprocessing
-from datasets import DataError
+import progress
+from datasets import DataError, image_files
+from files import check_output_file, write_text_atomic
+
+PROGRESS_ABOVE = 10      # images: more than this many get a progress bar
 
 def parse_args(argv):
     p = cli.Parser(description='Classify images with a trained AlexNet.')
-    p.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, BMP, GIF)')
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, BMP, GIF) or folders of them')
+    p.add_argument('-r', '--recursive', action='store_true', help='also the images in the folders\' sub-folders')
     cli.add_checkpoint_flags(p)
     cli.add_crop_flags(p)
     cli.add_top_k_flag(p, 'classes shown per image')
     p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
     cli.add_devices_flag(p)
     p.add_argument('--json', action='store_true', help='print a JSON list of {image, top: [{class, index, score}]}')
+    p.add_argument('--csv', metavar='FILE', help='also write one row per image (image, then each top-k class and '
+                   'score) to this CSV file')
     p.add_argument('--plot', metavar='PNG', help='also draw each image with its top-k as bars (the paper\'s Figure 4) '
                    'into this PNG file')
     return p.parse_args(argv)
@@ -81,9 +92,9 @@ class Classifier:
         try:
             return self.sess.run(self.probs, {self.contents: contents})
         except tf.errors.InvalidArgumentError as e:      # the decoder's reason, without the graph context
-            lines = [line.strip() for line in e.message.splitlines()]
-            reason = next((line for line in lines if line and not line.startswith('[[')
-                           and not line.startswith('Graph execution error')), 'cannot decode')
+            reason = decoding.error_reason(e)
+            if decoding.REFUSED.search(e.message or ''):
+                raise DataError(reason) from None
             raise DataError(f'not a readable image (truncated, or not JPEG, PNG, BMP or GIF): {reason}') from None
 
     def top(self, probs, k):
@@ -95,6 +106,54 @@ class Classifier:
         self.sess.close()
 
 
+def expand(paths, recursive=False):
+    """The image files of the command line: files as given, folders' images sorted (and their sub-folders'
+    with recursive). A folder without images is one error line (a DataError per path, as for a bad file)."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = image_files(path, recursive)
+            out += found or [(path, DataError('a folder without images' + ('' if recursive else
+                                                                            ' (add -r for its sub-folders)')))]
+        else:
+            out.append(path)
+    return out
+
+
+def csv_text(results, k):
+    """One row per image: image, class_1, score_1, ... class_k, score_k."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(['image'] + [f'{what}_{i}' for i in range(1, k + 1) for what in ('class', 'score')])
+    for r in results:
+        writer.writerow([r['image']] + [v for t in r['top'] for v in (t['class'], f'{t["score"]:.6f}')])
+    return text.getvalue()
+
+
+def classify_all(classifier, paths, a):
+    """(results, number that failed): each image's top-k, printed as it comes unless --json or --csv."""
+    results, failed = [], 0
+    quiet_lines = a.json or a.csv
+    bar = progress.bar(total=len(paths), desc='classify', unit='img', disable=len(paths) <= PROGRESS_ABOVE)
+    for path in paths:
+        try:
+            if isinstance(path, tuple):
+                path, problem = path
+                raise problem
+            top = classifier.top(classifier.probabilities(path), a.top_k)
+        except DataError as e:
+            bar.write(f'error: {path}: {e}', file=sys.stderr)
+            failed += 1
+            continue
+        finally:
+            bar.update(1)
+        results.append({'image': path, 'top': top})
+        if not quiet_lines:
+            bar.write(f'AlexNet saw ({path}):\n' + '\n'.join(f'{t["class"]} - score: {t["score"]:.4f}' for t in top) + '\n')
+    bar.close()
+    return results, failed
+
+
 def main(argv=None):
     cli.one_line_warnings()
     a = parse_args(argv)
@@ -102,30 +161,24 @@ def main(argv=None):
         if a.crops < 1 or a.top_k < 1:
             raise DataError('--crops and --top-k must be at least 1')
         mode, num_crops, _ = cli.crop_mode(a)
+        for flag, path in (('--csv', a.csv), ('--plot', a.plot)):
+            if path:
+                check_output_file(path, flag)
         prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
         devices = cli.devices(a.devices)
     except DataError as e:
         return cli.fail(e)
+    paths = expand(a.images, a.recursive)
     classifier = Classifier(prefix, meta, mode, num_crops, a.seed, devices)
-    results, failed = [], 0
     try:
-        for path in a.images:
-            try:
-                top = classifier.top(classifier.probabilities(path), a.top_k)
-            except DataError as e:
-                print(f'error: {path}: {e}', file=sys.stderr, flush=True)
-                failed += 1
-                continue
-            results.append({'image': path, 'top': top})
-            if not a.json:
-                print(f'AlexNet saw ({path}):')
-                for t in top:
-                    print(f'{t["class"]} - score: {t["score"]:.4f}')
-                print(flush=True)
+        results, failed = classify_all(classifier, paths, a)
     finally:
         classifier.close()
     if a.json:
         print(json.dumps(results, indent=1))
+    if a.csv:
+        write_text_atomic(a.csv, csv_text(results, min(a.top_k, len(meta['class_names']))))
+        print(f'{len(results)} rows written to {a.csv}', file=sys.stderr if a.json else sys.stdout)
     if a.plot and results:
         try:
             print(f'figure written to {plots.predictions_figure(results, a.plot)}', file=sys.stderr if a.json else sys.stdout)

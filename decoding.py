@@ -3,9 +3,10 @@
 Any file in a dataset folder may be broken, disguised (a PNG named .JPEG) or
 hostile (a few hundred bytes claiming 30000 x 30000 pixels). decode_image reads
 JPEG, PNG, BMP and GIF to RGB, and refuses, before decoding, an image too large
-to hold and a BMP that TensorFlow would read wrong. Skips is the pipelines'
-bookkeeping of the images they dropped: a warning for each, and the end of the
-stream when the data is gone.
+to hold (naming the size its header claims) and a BMP that TensorFlow would read
+wrong; why_unreadable gives the one-line reason a file cannot be read. Skips is the
+pipelines' bookkeeping of the images they dropped: a warning for each, with the
+reason, and the end of the stream when the data is gone.
 """
 import re
 import threading

@@ -29,11 +29,16 @@ def fsync_folder(folder):
 
 def write_json_atomic(path, obj, indent=1):
     """Write obj as JSON to path: whole or not at all, even on a crash or kill -9."""
+    write_text_atomic(path, json.dumps(obj, indent=indent))
+
+
+def write_text_atomic(path, text):
+    """Write text to path: whole or not at all, even on a crash or kill -9."""
     path = os.fspath(path)
     tmp = f'{path}.tmp-{os.getpid()}'
     try:
-        with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=indent)
+        with open(tmp, 'w', newline='') as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -513,7 +513,9 @@ def summary(ds, data_dir, checked=True):
     skipped = [f for s in (ds.train, ds.val) if s for f in s.skipped]
     if not checked:
         return lines + ['unreadable  not checked (--verify decodes every image)']
-    return lines + [f'unreadable  {len(skipped)} (skipped)'] + [f'  {f}' for f in skipped]
+    why = {f: decoding.why_unreadable(f) for f in skipped}         # decoded again, for the reason
+    return lines + [f'unreadable  {len(skipped)} (skipped)'] + [f'  {f} ({why[f]})' if why[f] else f'  {f}'
+                                                               for f in skipped]
 
 
 def main(argv=None):

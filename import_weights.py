@@ -62,9 +62,7 @@ interruption leaves nothing half-written. About 1.5 GB of memory and 25 s on a C
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 
 import argparse
-import math
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -75,9 +73,11 @@ import alexnet
 import checkpoints
 import parallel
 import settings
+import weights_files
 from datasets import DataError
-from files import FolderLock
+from files import FolderLock, LOCK_FILE
 from schedule import LearningRate
+from weights_files import shape_text
 
 CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imagenet_classes.txt')
 NUM_CLASSES = 1000
@@ -93,10 +93,9 @@ ILSVRC_TRAIN_IMAGES = 1281167     # for steps_per_epoch, as a training run would
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 CONV_LAYERS = LAYERS[:5]
 GROUPS = {'conv1': 1, 'conv2': 2, 'conv3': 1, 'conv4': 2, 'conv5': 2}   # bvlc_alexnet's deploy.prototxt
-V1_CONVOLUTION, V1_INNER_PRODUCT = 4, 14                               # V1LayerParameter.LayerType
-LAYER_TYPES = {'conv': 'Convolution', 'fc': 'InnerProduct'}          # LayerParameter.type
 NPY_MAGIC = b'\x93NUMPY'
 HDF5_MAGIC = b'\x89HDF'
+IMPORT_TMP_PREFIX = '.import-'   # the temporary folder inside --train-dir a checkpoint is built in
 
 
 # --- the layer table ---------------------------------------------------------
@@ -130,134 +129,9 @@ def _npy_shape(name, caffe_shape):
 NPY_SHAPES = {name: (_npy_shape(name, w), b) for name, (w, b) in CAFFE_SHAPES.items()}
 
 
-def _shape_text(shape):
-    return '[' + ', '.join(str(int(d)) for d in shape) + ']'
-
-
-# --- Caffe's protobuf messages, built in code --------------------------------
-_MESSAGES = None
-
-
-def caffe_messages():
-    """Message classes {'NetParameter', 'LayerParameter', 'V1LayerParameter', 'BlobProto', 'BlobShape'}
-    with Caffe's field numbers (caffe.proto), declared only as far as this import reads them.
-    Built in a private descriptor pool, so they clash with no other 'caffe' package."""
-    global _MESSAGES
-    if _MESSAGES is not None:
-        return _MESSAGES
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    F = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name='alexnet_import_caffe.proto', package='caffe',
-                                               syntax='proto2')
-
-    def message(name, fields, enums=()):
-        m = proto.message_type.add(name=name)
-        for enum_name, values in enums:
-            e = m.enum_type.add(name=enum_name)
-            for value_name, number in values:
-                e.value.add(name=value_name, number=number)
-        for field_name, number, kind, label, type_name, packed in fields:
-            f = m.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                f.type_name = type_name
-            if packed:
-                f.options.packed = True
-
-    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    message('BlobShape', [('dim', 1, F.TYPE_INT64, rep, None, True)])
-    message('BlobProto', [('num', 1, F.TYPE_INT32, opt, None, False),
-                          ('channels', 2, F.TYPE_INT32, opt, None, False),
-                          ('height', 3, F.TYPE_INT32, opt, None, False),
-                          ('width', 4, F.TYPE_INT32, opt, None, False),
-                          ('data', 5, F.TYPE_FLOAT, rep, None, True),
-                          ('shape', 7, F.TYPE_MESSAGE, opt, '.caffe.BlobShape', False)])
-    message('LayerParameter', [('name', 1, F.TYPE_STRING, opt, None, False),
-                               ('type', 2, F.TYPE_STRING, opt, None, False),
-                               ('blobs', 7, F.TYPE_MESSAGE, rep, '.caffe.BlobProto', False)])
-    # V1LayerParameter.LayerType, all of caffe.proto's values (test files write the non-weight layers too)
-    layer_types = [('NONE', 0), ('ABSVAL', 35), ('ACCURACY', 1), ('ARGMAX', 30), ('BNLL', 2), ('CONCAT', 3),
-                   ('CONTRASTIVE_LOSS', 37), ('CONVOLUTION', V1_CONVOLUTION), ('DATA', 5),
-                   ('DECONVOLUTION', 39), ('DROPOUT', 6), ('DUMMY_DATA', 32), ('EUCLIDEAN_LOSS', 7),
-                   ('ELTWISE', 25), ('EXP', 38), ('FLATTEN', 8), ('HDF5_DATA', 9), ('HDF5_OUTPUT', 10),
-                   ('HINGE_LOSS', 28), ('IM2COL', 11), ('IMAGE_DATA', 12), ('INFOGAIN_LOSS', 13),
-                   ('INNER_PRODUCT', V1_INNER_PRODUCT), ('LRN', 15), ('MEMORY_DATA', 29),
-                   ('MULTINOMIAL_LOGISTIC_LOSS', 16), ('MVN', 34), ('POOLING', 17), ('POWER', 26),
-                   ('RELU', 18), ('SIGMOID', 19), ('SIGMOID_CROSS_ENTROPY_LOSS', 27), ('SILENCE', 36),
-                   ('SOFTMAX', 20), ('SOFTMAX_LOSS', 21), ('SPLIT', 22), ('SLICE', 33), ('TANH', 23),
-                   ('WINDOW_DATA', 24), ('THRESHOLD', 31)]
-    message('V1LayerParameter', [('name', 4, F.TYPE_STRING, opt, None, False),
-                                 ('type', 5, F.TYPE_ENUM, opt, '.caffe.V1LayerParameter.LayerType', False),
-                                 ('blobs', 6, F.TYPE_MESSAGE, rep, '.caffe.BlobProto', False)],
-            enums=[('LayerType', layer_types)])
-    message('NetParameter', [('name', 1, F.TYPE_STRING, opt, None, False),
-                             ('layers', 2, F.TYPE_MESSAGE, rep, '.caffe.V1LayerParameter', False),
-                             ('layer', 100, F.TYPE_MESSAGE, rep, '.caffe.LayerParameter', False)])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    _MESSAGES = {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f'caffe.{m.name}'))
-                 for m in proto.message_type}
-    return _MESSAGES
-
-
-def _blob_array(blob, where):
-    """A BlobProto's values, shaped by `shape` (current Caffe) or num/channels/height/width (old)."""
-    if blob.HasField('shape'):
-        dims = [int(d) for d in blob.shape.dim]
-    else:
-        dims = [blob.num, blob.channels, blob.height, blob.width]
-        while len(dims) > 1 and dims[0] == 0:      # unset leading fields of a short legacy blob
-            dims = dims[1:]
-    data = np.array(blob.data, np.float32)
-    if data.size != math.prod(dims):
-        raise DataError(f'{where} holds {data.size} values for its shape {_shape_text(dims)}: the file is '
-                        f'truncated or not a Caffe model')
-    return data.reshape(dims)
-
-
 def read_caffemodel(path):
     """{layer: (weights, biases)} in Caffe's layouts, checked against CAFFE_SHAPES, from a .caffemodel."""
-    messages = caffe_messages()
-    from google.protobuf.message import DecodeError
-    with open(path, 'rb') as f:
-        content = f.read()
-    net = messages['NetParameter']()
-    try:
-        net.ParseFromString(content)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        from google.protobuf.internal import api_implementation
-        hint = ''
-        if len(content) > 64 << 20 and api_implementation.Type() == 'cpp':
-            hint = ("; protobuf's old C++ backend may stop at 64 MB: upgrade protobuf or run with "
-                    "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python")
-        raise DataError(f'{path}: not a Caffe model (a NetParameter protobuf), or truncated: {e}{hint}') from None
-    del content
-    if len(net.layer):
-        layers, encoding = net.layer, 'layer'
-        kind_of = lambda layer: layer.type                            # noqa: E731
-    elif len(net.layers):
-        layers, encoding = net.layers, 'layers'
-        v1_names = {V1_CONVOLUTION: LAYER_TYPES['conv'], V1_INNER_PRODUCT: LAYER_TYPES['fc']}
-        kind_of = lambda layer: v1_names.get(layer.type, f'V1 type {layer.type}')   # noqa: E731
-    else:
-        raise DataError(f'{path}: not a Caffe model: no layers in it (NetParameter field 100 or 2)')
-    found = {}
-    for layer in layers:
-        if layer.name not in CAFFE_SHAPES:
-            continue                              # data, relu, norm, pool, dropout, softmax: no weights
-        if layer.name in found:
-            raise DataError(f'{path}: layer {layer.name} appears twice')
-        wanted_type = LAYER_TYPES['conv' if layer.name.startswith('conv') else 'fc']
-        try:                                      # a problem is reported in the table's order (check_layers)
-            if kind_of(layer) != wanted_type:
-                raise DataError(f'{path}: layer {layer.name} is a {kind_of(layer)} layer, wanted {wanted_type}')
-            if len(layer.blobs) != 2:
-                raise DataError(f'{path}: layer {layer.name} has {len(layer.blobs)} blobs, wanted 2 '
-                                f'(weights and biases)')
-            found[layer.name] = tuple(_blob_array(b, f'{path}: layer {layer.name} {what}')
-                                      for b, what in zip(layer.blobs, ('weights', 'biases')))
-        except DataError as e:
-            found[layer.name] = e
-    del net
+    found, encoding = weights_files.read_caffemodel(path, CAFFE_SHAPES)
     return check_layers(found, CAFFE_SHAPES, path, f"Caffe's [out, in/group, h, w] and [out, in], "
                                                    f"{encoding} encoding")
 
@@ -286,8 +160,8 @@ def check_layers(found, table, path, layout):
             array = np.asarray(array)
             fitted = _squeeze_to(array, wanted) if array.dtype.kind in 'fiu' else None
             if fitted is None:
-                raise DataError(f'{path}: layer {name} {what}: found shape {_shape_text(array.shape)} '
-                                f'{array.dtype}, wanted {_shape_text(wanted)} float ({layout})')
+                raise DataError(f'{path}: layer {name} {what}: found shape {shape_text(array.shape)} '
+                                f'{array.dtype}, wanted {shape_text(wanted)} float ({layout})')
             if not np.isfinite(fitted).all():
                 raise DataError(f'{path}: layer {name} {what} hold NaN or infinite values')
         out[name] = tuple(np.asarray(_squeeze_to(np.asarray(a), w), np.float32) for a, w in zip(found[name], shapes))
@@ -295,64 +169,6 @@ def check_layers(found, table, path, layout):
 
 
 # --- caffe-tensorflow's .npy ---------------------------------------------------
-def _allowed_globals():
-    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]    # numpy's _reconstruct, wherever this numpy keeps it
-    scalar = np.float32(0).__reduce__()[0]                   # numpy's scalar constructor
-    allowed = {}
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):   # numpy 1.x and 2.x pickles
-        allowed[module, '_reconstruct'] = reconstruct
-        allowed[module, 'scalar'] = scalar
-    allowed['numpy', 'ndarray'] = np.ndarray
-    allowed['numpy', 'dtype'] = np.dtype
-    return allowed
-
-
-class RefusedPickle(pickle.UnpicklingError):
-    pass
-
-
-class ArrayUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, dtypes, scalars and the builtin containers; refuses every other global."""
-    ALLOWED = _allowed_globals()
-
-    def find_class(self, module, name):
-        try:
-            return self.ALLOWED[module, name]
-        except KeyError:
-            raise RefusedPickle(f'{module}.{name}') from None
-
-    def persistent_load(self, pid):
-        raise RefusedPickle(f'persistent id {pid!r}')
-
-
-def load_npy_dict(path):
-    """The dict pickled in a .npy file, read without np.load(allow_pickle=True): the header by
-    numpy's format functions, the payload by ArrayUnpickler."""
-    fmt = np.lib.format
-    with open(path, 'rb') as f:
-        try:
-            version = fmt.read_magic(f)
-            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, _, dtype = read_header(f)
-        except ValueError as e:
-            raise DataError(f'{path}: not a readable .npy file ({e})') from None
-        if not dtype.hasobject:
-            raise DataError(f'{path}: holds a {dtype} array of shape {_shape_text(shape)}, not caffe-tensorflow\'s '
-                            f'pickled dict of layers')
-        try:
-            obj = ArrayUnpickler(f, encoding='latin1').load()     # latin1: Python 2 pickles, as the released file
-        except RefusedPickle as e:
-            raise DataError(f'{path}: refused: its pickle asks for {e}, which is not numpy array data '
-                            f'(nothing was run)') from None
-        except Exception as e:          # truncated or corrupt pickle: any error the unpickler raises
-            raise DataError(f'{path}: unreadable pickled payload ({type(e).__name__}: {e})') from None
-    if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.size == 1:
-        obj = obj.reshape(()).item()
-    if not isinstance(obj, dict):
-        raise DataError(f'{path}: holds a {type(obj).__name__}, not caffe-tensorflow\'s dict of layers')
-    return obj
-
-
 def _npy_pair(value, name, path):
     if isinstance(value, dict):
         missing = [k for k in ('weights', 'biases') if k not in value]
@@ -384,14 +200,17 @@ def npy_to_caffe(layers):
 
 def read_npy(path):
     """{layer: (weights, biases)} in Caffe's layouts from a caffe-tensorflow .npy."""
-    obj = load_npy_dict(path)
-    found = {str(k): _npy_pair(v, str(k), path) for k, v in obj.items() if str(k) in NPY_SHAPES}
+    obj = weights_files.load_npy_dict(path)
+    found = {k: _npy_pair(v, k, path) for k, v in obj.items() if k in NPY_SHAPES}     # keys: str, checked
     layout = "caffe-tensorflow's [h, w, in/group, out] and [in, out]"
     return npy_to_caffe(check_layers(found, NPY_SHAPES, path, layout))
 
 
 def read_weights(path):
     """{layer: (weights, biases)} in Caffe's layouts from a .caffemodel or a caffe-tensorflow .npy."""
+    if os.path.isdir(path):
+        raise DataError(f'{path} is a folder: give the weights file itself (bvlc_alexnet.caffemodel or '
+                        f'bvlc_alexnet.npy)')
     if not os.path.isfile(path):
         raise DataError(f'{path}: no such file')
     with open(path, 'rb') as f:
@@ -475,55 +294,75 @@ def _refuse_existing(train_dir, overwrite):
 
 
 def _install(tmp, train_dir, overwrite):
-    """Move the finished checkpoint from tmp into train_dir, under the run-folder lock (a trainer at
-    work there keeps us out): the old run's files go first (--overwrite), then data, index, JSON and
-    TensorFlow's state file, so the checkpoint counts only once it is whole."""
-    os.makedirs(train_dir, exist_ok=True)
-    lock = FolderLock(train_dir)
-    try:
-        _refuse_existing(train_dir, overwrite)      # again: something may have been saved meanwhile
-        if overwrite:
-            checkpoints.delete_run(train_dir)
-        order = lambda f: (f == checkpoints.STATE_FILE, f.endswith('.json'), f.endswith('.index'))  # noqa: E731
-        for f in sorted(os.listdir(tmp), key=order, reverse=False):
-            os.replace(os.path.join(tmp, f), os.path.join(train_dir, f))
-    finally:
-        lock.release()
+    """Move the finished checkpoint from tmp into train_dir (under the run folder's lock): the old run's
+    files go first (--overwrite), then data, index, JSON and TensorFlow's state file, so the checkpoint
+    counts only once it is whole."""
+    _refuse_existing(train_dir, overwrite)      # again: something may have been saved meanwhile
+    if overwrite:
+        checkpoints.delete_run(train_dir)
+    order = lambda f: (f == checkpoints.STATE_FILE, f.endswith('.json'), f.endswith('.index'))  # noqa: E731
+    for f in sorted(os.listdir(tmp), key=order, reverse=False):
+        os.replace(os.path.join(tmp, f), os.path.join(train_dir, f))
+
+
+def _remove_leftovers(train_dir):
+    """Delete the temporary folders (IMPORT_TMP_PREFIX) of earlier imports that were killed; called
+    under the run folder's lock, which every import holds while its folder exists."""
+    for name in os.listdir(train_dir):
+        path = os.path.join(train_dir, name)
+        if name.startswith(IMPORT_TMP_PREFIX) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _save_variables(variables, folder, meta):
+    """Build alexnet.inference's graph (1000 classes, 227x227, on the CPU) with a global step of 0,
+    give its variables the arrays and save them with checkpoints.save into `folder`."""
+    import tensorflow as tf
+    with tf.Graph().as_default():
+        images = tf.compat.v1.placeholder(tf.float32, [1, INPUT_SIZE, INPUT_SIZE, 3], name='images')
+        alexnet.inference(images, NUM_CLASSES, devices='/cpu:0')
+        step = tf.compat.v1.train.get_or_create_global_step()
+        model = {v.op.name: v for v in tf.compat.v1.trainable_variables()}
+        if set(model) != set(variables):
+            raise AssertionError(f'graph {sorted(model)} != imported {sorted(variables)}')
+        feeds, assigns = {}, []
+        for name, v in model.items():
+            value = variables[name]
+            if tuple(v.shape.as_list()) != value.shape:
+                raise AssertionError(f'{name}: graph {v.shape}, imported {value.shape}')
+            placeholder = tf.compat.v1.placeholder(tf.float32, value.shape)
+            feeds[placeholder] = value
+            assigns.append(v.assign(placeholder).op)
+        saver = tf.compat.v1.train.Saver(list(model.values()) + [step])
+        with tf.compat.v1.Session(config=parallel.session_config('fp32', DEVICES.split(','))) as sess:
+            sess.run(step.initializer)
+            sess.run(assigns, feeds)
+            return checkpoints.save(sess, saver, folder, 0, meta, keep=1)
 
 
 def write_checkpoint(variables, train_dir, meta, overwrite=False):
-    """Build alexnet.inference's graph (1000 classes, 227x227, on the CPU) with a global step of 0,
-    give its variables the arrays and save them with checkpoints.save into a temporary folder
-    beside train_dir, then move the files in (_install). Returns the prefix."""
-    import tensorflow as tf
-    parent = os.path.dirname(os.path.abspath(train_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(os.path.abspath(train_dir))}.import-', dir=parent)
+    """Save the variables in a temporary folder inside train_dir, then move the files in (_install),
+    all under the run folder's lock (a trainer or another import at work there keeps us out; the
+    leftovers of killed imports are deleted first). Returns the prefix. A folder this call made is
+    removed again when it fails, so nothing is written outside train_dir, and nothing half-written."""
+    made = not os.path.exists(train_dir)
+    os.makedirs(train_dir, exist_ok=True)
+    lock, done = FolderLock(train_dir), False
     try:
-        with tf.Graph().as_default():
-            images = tf.compat.v1.placeholder(tf.float32, [1, INPUT_SIZE, INPUT_SIZE, 3], name='images')
-            alexnet.inference(images, NUM_CLASSES, devices='/cpu:0')
-            step = tf.compat.v1.train.get_or_create_global_step()
-            model = {v.op.name: v for v in tf.compat.v1.trainable_variables()}
-            if set(model) != set(variables):
-                raise AssertionError(f'graph {sorted(model)} != imported {sorted(variables)}')
-            feeds, assigns = {}, []
-            for name, v in model.items():
-                value = variables[name]
-                if tuple(v.shape.as_list()) != value.shape:
-                    raise AssertionError(f'{name}: graph {v.shape}, imported {value.shape}')
-                placeholder = tf.compat.v1.placeholder(tf.float32, value.shape)
-                feeds[placeholder] = value
-                assigns.append(v.assign(placeholder).op)
-            saver = tf.compat.v1.train.Saver(list(model.values()) + [step])
-            with tf.compat.v1.Session(config=parallel.session_config('fp32', DEVICES.split(','))) as sess:
-                sess.run(step.initializer)
-                sess.run(assigns, feeds)
-                written = checkpoints.save(sess, saver, tmp, 0, meta, keep=1)
-        _install(tmp, train_dir, overwrite)
-        return os.path.join(train_dir, os.path.basename(written))
+        _refuse_existing(train_dir, overwrite)
+        _remove_leftovers(train_dir)
+        tmp = tempfile.mkdtemp(prefix=IMPORT_TMP_PREFIX, dir=train_dir)
+        try:
+            written = _save_variables(variables, tmp, meta)
+            _install(tmp, train_dir, overwrite)
+            done = True
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        lock.release()
+        if made and not done and os.listdir(train_dir) == [LOCK_FILE]:
+            shutil.rmtree(train_dir, ignore_errors=True)
+    return os.path.join(train_dir, os.path.basename(written))
 
 
 def source_name(path):

@@ -98,8 +98,9 @@ def test_bad_inputs_get_one_line_each_and_the_others_are_classified(run, images,
     (tmp_path / 'truncated.jpg').write_bytes(data[:len(data) // 2])
     (tmp_path / 'empty.png').write_bytes(b'')
     (tmp_path / 'notes.jpg').write_text('not an image\n')
+    (tmp_path / 'no_images').mkdir()                        # a folder is classified image by image: none here
     bad = [str(tmp_path / 'missing.jpg'), str(tmp_path / 'truncated.jpg'), str(tmp_path / 'empty.png'),
-           str(tmp_path / 'notes.jpg'), str(tmp_path)]
+           str(tmp_path / 'notes.jpg'), str(tmp_path / 'no_images')]
     argv = [bad[0], str(JPEG), *bad[1:3], images['rgb.png'], *bad[3:]]
     assert classify.main(['--train-dir', run['dir'], '--center', *argv]) == 1
     out, err = capfd.readouterr()
@@ -129,3 +130,35 @@ def test_plot_draws_each_image_with_its_top_classes(run, tmp_path, capsys):
     assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) < 30).sum() > 500     # the red bars are drawn
     assert classify.main(['--train-dir', run['dir'], str(JPEG), '--plot', str(tmp_path / 'no' / 'f.png')]) == 2
     assert capsys.readouterr().err.startswith('error: --plot')
+
+
+def test_a_folder_is_classified_in_order_into_a_csv_with_a_line_for_each_bad_file(run, images, tmp_path, capsys):
+    folder = tmp_path / 'photos'
+    (folder / 'sub').mkdir(parents=True)
+    for i, name in enumerate(('b.png', 'a.png', 'sub/c.png')):
+        Image.open(images['rgb.png']).save(folder / name)
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8 not a jpeg')
+    (folder / 'notes.txt').write_text('not an image, not listed')
+    out_csv = tmp_path / 'photos.csv'
+    code = classify.main(['--train-dir', run['dir'], '--center', '-k', '3', str(folder), '--csv', str(out_csv)])
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith('error:')]
+    assert code == 1 and len(errors) == 1 and 'broken.jpg' in errors[0] and 'Traceback' not in captured.err
+    rows = out_csv.read_text().splitlines()
+    assert rows[0] == 'image,class_1,score_1,class_2,score_2,class_3,score_3'
+    assert [r.split(',')[0] for r in rows[1:]] == [str(folder / 'a.png'), str(folder / 'b.png')]   # sorted
+    probs = classify.Classifier(run['prefix'], run['meta'], 'center').probabilities(str(folder / 'a.png'))
+    best = int(np.argmax(probs))
+    assert rows[1].split(',')[1:3] == [run['meta']['class_names'][best], f'{probs[best]:.6f}']
+    assert classify.main(['--train-dir', run['dir'], '--center', '-r', str(folder), '--json']) == 1
+    assert [r['image'] for r in json.loads(capsys.readouterr().out)] == \
+        [str(folder / n) for n in ('a.png', 'b.png', 'sub/c.png')]
+
+
+def test_a_folder_without_images_and_a_csv_in_no_folder_are_one_line(run, tmp_path, capsys):
+    (tmp_path / 'empty').mkdir()
+    assert classify.main(['--train-dir', run['dir'], str(tmp_path / 'empty'), str(JPEG)]) == 1
+    captured = capsys.readouterr()
+    assert 'a folder without images (add -r' in captured.err and 'AlexNet saw' in captured.out
+    assert classify.main(['--train-dir', run['dir'], str(JPEG), '--csv', str(tmp_path / 'no' / 'x.csv')]) == 2
+    assert 'there is no folder' in capsys.readouterr().err and not (tmp_path / 'no').exists()

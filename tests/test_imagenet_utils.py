@@ -440,7 +440,7 @@ def test_prepare_writes_shards_that_parse_back(tmp_path):
 
 
 
-def test_prepare_decodes_as_training_does_and_says_why_it_skips(tmp_path):
+def test_prepare_decodes_as_training_does_and_says_why_it_skips(tmp_path, capsys):
     """--prepare and --verify read files with training's decoder: a 16-bit grey PNG (32896 of 65535) is 128 in
     the shard as in training (Pillow's convert('RGB') made it 255); a decompression bomb is skipped with the size
     its header claims."""
@@ -464,6 +464,8 @@ def test_prepare_decodes_as_training_does_and_says_why_it_skips(tmp_path):
              for raw in tf.data.TFRecordDataset(ds.train.records)]
     [grey] = [image for image in shard if image.shape[1] == 80 * 256 // HEIGHT]
     assert np.abs(grey.astype(int) - int(training.mean())).max() <= 1
+    assert iu.main(['--data-dir', str(top), '--verify', '--speed-seconds', '0']) == 0       # the summary's list
+    assert f'  {bomb} (its header claims 20000 x 20000 pixels' in capsys.readouterr().out
 
 def test_prepare_resumes_without_redoing_complete_shards(tmp_path, monkeypatch):
     top = make_tree(tmp_path, 'devkit', per_class=5)

@@ -80,3 +80,9 @@ def test_each_check_names_the_flag():
         settings.check(settings.settled({'label_smoothing': 1.0}))
     with pytest.raises(DataError, match='--max-steps must be at least 1'):
         settings.check(settings.settled({'max_steps': 0}))
+
+
+def test_every_flag_is_documented():
+    """docs/training.md's table (and docs/scaling.md for the cluster's) names every flag of the table."""
+    docs = (REPO / 'docs' / 'training.md').read_text() + (REPO / 'docs' / 'scaling.md').read_text()
+    assert [s.flag for s in settings.SETTINGS if s.flags != () and f'`{s.flag}' not in docs] == []
