@@ -253,7 +253,7 @@ def dropout(name, inputs, training, seed=None, rate=DROPOUT_RATE):
 # --- the network (Figure 2) --------------------------------------------------
 def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dropout_seed=None,
               dropout_rate=DROPOUT_RATE, init='paper', portable=False, data_format=None,
-              lrn_constants=PAPER_LRN):
+              lrn_constants=PAPER_LRN, endpoints=None):
     """Logits [batch, num_classes] for float images [batch, s, s, 3] (mean subtracted).
 
     `devices`: the two towers' devices (parallel.tower_devices reads them from a flag), or one device
@@ -266,6 +266,8 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     `data_format` lays the activations out inside: 'NHWC' or 'NCHW' (the images stay NHWC; default:
     default_data_format). It changes neither the variables nor the results (up to float rounding).
     `lrn_constants`: the LRN's (depth_radius, bias, alpha, beta), PAPER_LRN or CAFFE_LRN (see lrn).
+    `endpoints`, a dict, receives the features of both towers: 'pool5' [batch, 2 x 6 x 6 x 128 at 227]
+    (each tower's map flattened, tower a first) and 'fc7' [batch, 4096] (after ReLU, before dropout).
     """
     size = int(images.shape[1])
     check_input_size(size)
@@ -274,7 +276,7 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     devices = (devices, devices) if devices is None or isinstance(devices, str) else tuple(devices)
     fmt = check_data_format(data_format or default_data_format(devices))
     classes = split_classes(num_classes)
-    pool2, pool5, fc6, fc7, fc8 = {}, {}, {}, {}, {}
+    pool2, pool5, fc6, relu7, fc7, fc8 = {}, {}, {}, {}, {}, {}
     if fmt == 'NCHW':
         with tf.device(devices[0]):
             images = tf.transpose(images, [0, 3, 1, 2], name='to_nchw')
@@ -302,14 +304,17 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
 
     for t, device in zip(TOWERS, devices):      # fc7 reads both towers
         with tf.device(device):
-            x = fc(f'fc7_{t}', [fc6['a'], fc6['b']], FC_UNITS, BIAS_ONE, init=init)
-            fc7[t] = dropout(f'dropout7_{t}', x, training, dropout_seed, dropout_rate)
+            relu7[t] = fc(f'fc7_{t}', [fc6['a'], fc6['b']], FC_UNITS, BIAS_ONE, init=init)
+            fc7[t] = dropout(f'dropout7_{t}', relu7[t], training, dropout_seed, dropout_rate)
 
     for t, device, n in zip(TOWERS, devices, classes):   # fc8 reads both; each tower scores its half
         with tf.device(device):
             fc8[t] = fc(f'fc8_{t}', [fc7['a'], fc7['b']], n, BIAS_ZERO, relu=False, init=init)
 
     with tf.device(devices[0]):
+        if endpoints is not None:
+            endpoints['pool5'] = tf.concat([pool5['a'], pool5['b']], axis=-1, name='features_pool5')
+            endpoints['fc7'] = tf.concat([relu7['a'], relu7['b']], axis=-1, name='features_fc7')
         return tf.concat([fc8['a'], fc8['b']], axis=-1, name='logits')
 
 

@@ -35,7 +35,7 @@ import parallel
 import plots
 import preprocessing
 import progress
-from datasets import DataError, image_files
+from datasets import DataError, image_paths
 from files import check_output_file, write_text_atomic
 
 PROGRESS_ABOVE = 10      # images: more than this many get a progress bar
@@ -106,20 +106,6 @@ class Classifier:
         self.sess.close()
 
 
-def expand(paths, recursive=False):
-    """The image files of the command line: files as given, folders' images sorted (and their sub-folders'
-    with recursive). A folder without images is one error line (a DataError per path, as for a bad file)."""
-    out = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = image_files(path, recursive)
-            out += found or [(path, DataError('a folder without images' + ('' if recursive else
-                                                                            ' (add -r for its sub-folders)')))]
-        else:
-            out.append(path)
-    return out
-
-
 def csv_text(results, k):
     """One row per image: image, class_1, score_1, ... class_k, score_k."""
     text = io.StringIO()
@@ -137,9 +123,9 @@ def classify_all(classifier, paths, a):
     bar = progress.bar(total=len(paths), desc='classify', unit='img', disable=len(paths) <= PROGRESS_ABOVE)
     for path in paths:
         try:
-            if isinstance(path, tuple):
+            if isinstance(path, tuple):       # a folder without images
                 path, problem = path
-                raise problem
+                raise DataError(problem)
             top = classifier.top(classifier.probabilities(path), a.top_k)
         except DataError as e:
             bar.write(f'error: {path}: {e}', file=sys.stderr)
@@ -168,7 +154,7 @@ def main(argv=None):
         devices = cli.devices(a.devices)
     except DataError as e:
         return cli.fail(e)
-    paths = expand(a.images, a.recursive)
+    paths = image_paths(a.images, a.recursive)
     classifier = Classifier(prefix, meta, mode, num_crops, a.seed, devices)
     try:
         results, failed = classify_all(classifier, paths, a)

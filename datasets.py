@@ -64,6 +64,20 @@ def image_files(folder, recursive=False):
                   if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
 
 
+def image_paths(paths, recursive=False):
+    """The image files of a command line (classify.py, features.py): files as given, each folder's images
+    sorted (and its sub-folders' with recursive); a folder without images as (folder, why), for one error
+    line among the others."""
+    out = []
+    for path in map(os.fspath, paths):
+        if os.path.isdir(path):
+            out += image_files(path, recursive) or \
+                [(path, 'a folder without images' + ('' if recursive else ' (add -r for its sub-folders)'))]
+        else:
+            out.append(path)
+    return out
+
+
 def _images_by_class(folder, classes=None):
     """(class names, files, labels) of folder/<class>/*; classes, when given, must match."""
     if not folder.is_dir():

@@ -6,7 +6,9 @@
 The SavedModel holds the weights and the preprocessing (the same as `classify.py
 --center`: shorter side to 256, the central square, the centre crop, minus the
 training mean). Its signatures, each with outputs `probabilities` [N, C],
-`top_k_indices` [N, k], `top_k_scores` [N, k] and `top_k_classes` [N, k] (class names):
+`top_k_indices` [N, k], `top_k_scores` [N, k] and `top_k_classes` [N, k] (class names),
+and the features `features_fc7` [N, 4096] (after ReLU, before dropout) and
+`features_pool5` [N, 9216 at 227] (features.py's, for retrieval and transfer learning):
 
     serving_default  images: uint8 [N, H, W, 3] RGB, any size (one size per batch)
     float_images     images: float32 [N, H, W, 3] RGB pixel values 0..255, any size (one size
@@ -76,18 +78,21 @@ def centre_crops(images, meta, decode=False):
 
 def outputs(crops, meta, k, names=True):
     """The signature's outputs for float32 RGB centre crops [N, s, s, 3] in 0..255: the mean and, for a network
-    that reads BGR (imported Caffe weights), the channel swap happen inside, so every model takes RGB."""
+    that reads BGR (imported Caffe weights), the channel swap happen inside, so every model takes RGB.
+    names=False: the TFLite model's two outputs only."""
     images = crops - tf.constant(meta['mean'], tf.float32)
     if preprocessing.model_input(meta)['bgr']:
         images = tf.reverse(images, [-1])
+    ends = {}
     logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0',   # saved without devices, below
                                portable=True,   # TensorFlow's LRN op: TFLite has it built in
-                               lrn_constants=evaluate.lrn_constants(meta))
+                               lrn_constants=evaluate.lrn_constants(meta), endpoints=ends)
     probs = tf.nn.softmax(logits)
     scores, indices = tf.math.top_k(probs, k)
     out = {'probabilities': probs, 'top_k_indices': indices}
     if names:
-        out.update(top_k_scores=scores, top_k_classes=tf.gather(tf.constant(meta['class_names']), indices))
+        out.update(top_k_scores=scores, top_k_classes=tf.gather(tf.constant(meta['class_names']), indices),
+                   features_fc7=ends['fc7'], features_pool5=ends['pool5'])
     return out
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 import checkpoints
 import classify
 import export
+import features
 import files
 import decoding
 import preprocessing
@@ -86,6 +87,24 @@ def test_saved_model_signatures_agree_with_classify(exported, capsys):
     np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(expected), atol=1e-5)
     labels = (exported['root'] / 'saved' / 'assets' / 'class_names.txt').read_text().splitlines()
     assert labels == exported['meta']['class_names']
+
+
+def test_the_saved_models_features_are_those_of_features_py(exported, tmp_path, capsys):
+    """features_fc7 / features_pool5 of every image signature equal features.py's vectors of the same files."""
+    png = sorted(exported['tree'].glob('test/class3/*.png'))[0]
+    model = tf.saved_model.load(str(exported['root'] / 'saved'))
+    for layer, width in (('fc7', 4096), ('pool5', 2 * 128)):         # pool5 at 67: 1 x 1 x 128 a tower
+        npz = tmp_path / f'{layer}.npz'
+        assert features.main(['--train-dir', exported['dir'], '--layer', layer, '-o', str(npz), str(JPEG), str(png)]) == 0
+        saved = np.load(npz)
+        assert list(saved['files']) == [str(JPEG), str(png)] and saved['features'].shape == (2, width)
+        out = model.signatures['encoded'](image_bytes=tf.constant([JPEG.read_bytes(), png.read_bytes()]))
+        np.testing.assert_allclose(out[f'features_{layer}'].numpy(), saved['features'], rtol=1e-4, atol=1e-4)
+        for i, path in enumerate((JPEG, png)):
+            one = model.signatures['serving_default'](images=tf.constant(decoded(path)[None]))
+            np.testing.assert_allclose(one[f'features_{layer}'].numpy()[0], saved['features'][i], rtol=1e-4, atol=1e-4)
+    assert saved['features'].min() >= 0 and str(saved['layer']) == 'pool5'       # after ReLU and max-pooling
+    capsys.readouterr()
 
 
 def test_float_signature_agrees_with_uint8_and_classify(exported, capsys):
