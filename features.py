@@ -11,26 +11,18 @@ the order of the rows), `layer` and `checkpoint`; an unreadable image is skipped
 with one `warning:` line giving the reason, and is not in it (exit status 1). The paper's Figure 4 (right), nearest
 neighbours in fc7, is `visualize.py neighbours`, which reads the same vectors.
 """
-import os
 import sys
 
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
-import tensorflow as tf
 
-import alexnet
 import checkpoints
 import cli
 import datasets
-import evaluate
-import parallel
-import preprocessing
-import progress
+import embedding
 from datasets import DataError
+from embedding import BATCH_SIZE, LAYERS
 from files import check_output_file
-
-LAYERS = ('fc7', 'pool5')      # the features alexnet.inference gives (endpoints)
-BATCH_SIZE = 64                # images a step: fc7 of 64 images is 1 MB; the 227x227 crops 40 MB
 
 
 def parse_args(argv):
@@ -43,60 +35,6 @@ def parse_args(argv):
     cli.add_checkpoint_flags(p)
     cli.add_devices_flag(p)
     return p.parse_args(argv)
-
-
-class Extractor:
-    """The graph, built once for a list of files: centre crops in batches -> the layer's features."""
-
-    def __init__(self, prefix, meta, files, layer='fc7', batch_size=BATCH_SIZE, devices=None):
-        self.split = datasets.Split(labels=np.arange(len(files)), files=list(files))   # labels: row numbers
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            with tf.device('/cpu:0'):
-                data = preprocessing.eval_dataset(self.split, batch_size, meta['input_size'], meta['mean'],
-                                                  meta['resize_size'], mode='center',
-                                                  **preprocessing.model_input(meta))
-                self.iterator = tf.compat.v1.data.make_initializable_iterator(data)
-                crops, self.rows = self.iterator.get_next()
-            ends = {}
-            size = meta['input_size']
-            alexnet.inference(tf.reshape(crops, [-1, size, size, 3]), meta['num_classes'],
-                              devices=parallel.tower_devices(devices), lrn_constants=evaluate.lrn_constants(meta),
-                              endpoints=ends)
-            self.features = ends[layer]
-            self.sess = tf.compat.v1.Session(config=parallel.session_config('fp32', parallel.tower_devices(devices)))
-            evaluate.restore_weights(self.sess, prefix)
-
-    def run(self, show_progress=True):
-        """(features float32 [M, D], the M row numbers read) in file order; unreadable files are skipped."""
-        self.sess.run(self.iterator.initializer)
-        out, rows = [], []
-        bar = progress.bar(total=len(self.split), desc='features', unit='img', disable=not show_progress)
-        while True:
-            try:
-                f, r = self.sess.run([self.features, self.rows])
-            except tf.errors.OutOfRangeError:
-                break
-            out.append(f.astype(np.float32))
-            rows.append(r)
-            bar.update(len(r))
-        bar.close()
-        return (np.concatenate(out) if out else np.zeros([0, int(self.features.shape[-1])], np.float32),
-                np.concatenate(rows) if rows else np.zeros([0], np.int64))
-
-    def close(self):
-        self.sess.close()
-
-
-def save_npz(path, **arrays):
-    """np.savez, written whole or not at all (a temporary file beside it, then renamed)."""
-    tmp = f'{path}.tmp-{os.getpid()}.npz'
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(argv=None):
@@ -116,12 +54,13 @@ def main(argv=None):
     files = [p for p in paths if not isinstance(p, tuple)]
     if not files:
         return cli.fail('no image to read: give image files or folders of them')
-    extractor = Extractor(prefix, meta, files, a.layer, a.batch_size, devices)
+    split = datasets.Split(labels=np.zeros(len(files), np.int64), files=files)
+    extractor = embedding.Extractor(prefix, meta, split, a.layer, a.batch_size, devices)
     try:
         features, rows = extractor.run()      # an unreadable image: one warning line each, with its reason
     finally:
         extractor.close()
-    save_npz(a.out, features=features, files=np.array([files[i] for i in rows]), layer=a.layer,
+    embedding.save_npz(a.out, features=features, files=np.array([files[i] for i in rows]), layer=a.layer,
              checkpoint=prefix)
     print(f'{a.out}: {a.layer} features of {len(rows)} images, {features.shape[1]} numbers each, from {prefix}')
     return 1 if len(rows) < len(paths) else 0

@@ -20,9 +20,20 @@ Inputs (told apart by their content, not their name):
   * .npy of caffe-tensorflow (e.g. the widely copied bvlc_alexnet.npy): a pickled dict
     {layer: [weights, biases]} or {layer: {'weights': ..., 'biases': ...}}, already in
     TensorFlow layouts (conv [h, w, in/group, out], fc [in, out], fc6's rows in
-    (h, w, c) order). Its pickle is read by a restricted unpickler that builds numpy
-    arrays, dtypes and scalars and nothing else: a file asking for any other callable
-    (os.system, ...) is refused before anything runs.
+    (h, w, c) order). Its pickle is never given to pickle or np.load: weights_files
+    interprets it, admitting only float32/float64 arrays, dicts, lists and string keys.
+
+Weight files are untrusted input; what is guaranteed (weights_files reads them):
+  * nothing in a weight file ever runs: a .npy's pickle is interpreted opcode by opcode and
+    anything but numpy float arrays, dicts, lists, strings and numbers (os.system, object
+    arrays, numpy.ndarray called directly, ...) is refused before it is built;
+  * reading a file takes memory and time bounded by its size (a few times its bytes, at most
+    100,000 pickle opcodes), whatever shapes or structures it declares: every array's shape
+    and every Caffe blob's dims are checked against the layer table and the bytes actually
+    present before any array is allocated or any arithmetic is done on them;
+  * a bad file (not a weight file, truncated, wrong shapes, hostile, a folder) ends in one
+    `error:` line that says what is wrong and what to give, exit status 2, no traceback, and
+    nothing written: no --train-dir created, no temporary folder left.
 
 The mapping (Caffe's layouts and grouping): conv weights [out, in/group, h, w] become
 [h, w, in/group, out]; tower a takes the first half of every layer's outputs, which in
@@ -56,8 +67,10 @@ so the two maps on each side of the tower boundary see a slightly different sum.
 
 train_dir must hold no checkpoint (--overwrite deletes the run there, as train.py -scratch
 --overwrite does, once the new checkpoint is ready); the new one is written in a temporary
-folder beside train_dir and moved in under the run folder's lock, so an error or an
-interruption leaves nothing half-written. About 1.5 GB of memory and 25 s on a CPU.
+folder inside it (train_dir/.import-*, nothing is written outside train_dir) and moved in,
+all under the run folder's lock, so an error or an interruption leaves nothing half-written;
+the temporary folder a kill -9 leaves is deleted by the next import into that folder.
+About 1.5 GB of memory and 25 s on a CPU.
 """
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 

@@ -1,6 +1,7 @@
-"""The paper's Figure 4 (left) for any images: each image beside its top-k classes as horizontal bars.
+"""The paper's Figure 4: (left) each image beside its top-k classes as bars; (right) nearest neighbours.
 
-    classify.py IMAGE... --plot out.png
+    classify.py IMAGE... --plot out.png                      # left
+    visualize.py neighbours --gallery train -o out.png      # right
 """
 import matplotlib
 
@@ -45,6 +46,25 @@ def predictions_figure(results, path):
         bars.tick_params(axis='x', labelsize=7)
         for side in ('top', 'right'):
             bars.spines[side].set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def neighbours_figure(rows, path, size=1.6):
+    """The paper's Figure 4 (right): rows [(query picture, [(picture, distance), ...])], uint8 RGB arrays;
+    one row per query, the query first, then its neighbours nearest first, each with its distance."""
+    cols = 1 + max(len(found) for _, found in rows)
+    figure, axes = plt.subplots(len(rows), cols, figsize=(size * cols, size * 1.15 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for r, (query, found) in enumerate(rows):
+        axes[r, 0].imshow(query)
+        axes[r, 0].set_title('query', fontsize=8, fontweight='bold')
+        for c, (picture, distance) in enumerate(found, 1):
+            axes[r, c].imshow(picture)
+            axes[r, c].set_title(f'{distance:.1f}', fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

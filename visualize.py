@@ -1,7 +1,16 @@
-"""Pictures of a trained AlexNet's weights.
+"""Pictures of what a trained AlexNet learnt: its conv1 kernels (Figure 3) and nearest neighbours (Figure 4).
 
     python visualize.py kernels --train-dir runs/alexnet -o conv1.png
     python visualize.py kernels --checkpoint runs/bvlc_alexnet/model.ckpt-0 -o conv1.png [--scale 4]
+    python visualize.py neighbours --train-dir runs/cifar10 --gallery train --queries test -o neighbours.png
+    python visualize.py neighbours --train-dir runs/bvlc_alexnet --gallery photos/ query.jpg -o neighbours.png
+
+`neighbours` draws the paper's Figure 4 (right): for each query image, the six gallery
+images whose fc7 vectors are nearest in Euclidean distance (embedding.py), with their
+distances. The gallery is a folder of images or a split of the run's dataset (train,
+val, test); its vectors are cached (--cache) so a second query costs only its own
+forward pass. The queries are image files, or --count images drawn from a split
+(--queries); --class-share N prints how many of N queries' neighbours share their class.
 
 `kernels` draws the 96 conv1 kernels as the paper's Figure 3: tower a's 48 (conv1_a/weights,
 [11, 11, 3, 48]) in the rows above tower b's 48, each kernel stretched to its own min..max,
@@ -27,7 +36,13 @@ import numpy as np
 
 import alexnet
 import checkpoints
+import cli
+import data
+import datasets
+import embedding
+import plots
 from datasets import DataError
+from files import check_output_file
 
 SCALE = 4            # each kernel pixel becomes SCALE x SCALE pixels
 PER_ROW = 16         # kernels per row: 3 rows per tower
@@ -113,6 +128,61 @@ def kernels(a):
     return 0
 
 
+def split_of(meta, name, data_dir=None):
+    """(Split, identity) of the run's dataset split `name` (train, val, test): the data the run names."""
+    args = meta.get('args', {})
+    ds = data.load_dataset(meta['dataset'], data_dir or meta.get('data_dir'), val_size=args.get('val_size', 5000),
+                           seed=args.get('seed', 0), md5=args.get('md5'))
+    split = getattr(ds, name)
+    if split is None or not len(split):
+        raise DataError(f'the {ds.name} data has no {name} split')
+    return split, f'{ds.name}:{name}:{len(split)}:{args.get("val_size")}:{args.get("seed")}'
+
+
+def picture(split, i):
+    """uint8 RGB [h, w, 3] of a split's image i, for the figure."""
+    return split.images[i] if split.images is not None else plots.thumbnail(split.files[i])
+
+
+def neighbours(a):
+    prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+    if os.path.isdir(a.gallery):
+        files = datasets.image_files(a.gallery, recursive=True)
+        if not files:
+            raise DataError(f'--gallery {a.gallery}: no images in it')
+        gallery = datasets.Split(labels=np.zeros(len(files), np.int64), files=files)
+        identity = '\n'.join(files)
+    else:
+        gallery, identity = split_of(meta, a.gallery, a.data_dir)
+    if a.images:
+        queries = datasets.Split(labels=np.full(len(a.images), -1, np.int64), files=list(a.images))
+    else:
+        queries, _ = split_of(meta, a.queries, a.data_dir)
+    cache = a.cache or os.path.join(os.path.dirname(prefix), 'gallery_cache')
+    vectors, rows = embedding.gallery_vectors(prefix, meta, gallery, identity, cache)
+    pick = np.random.default_rng(a.seed).permutation(len(queries))
+    shown = pick[:a.count] if not a.images else np.arange(len(queries))
+    asked = shown if not a.class_share else np.union1d(shown, pick[:a.class_share])
+    chosen = datasets.Split(labels=queries.labels[asked], files=[queries.files[i] for i in asked] if queries.files
+                            else None, images=queries.images[asked] if queries.images is not None else None)
+    extractor = embedding.Extractor(prefix, meta, chosen)
+    try:
+        q_vectors, q_rows = extractor.run(show_progress=False)
+    finally:
+        extractor.close()
+    found, dist = embedding.nearest(q_vectors, vectors)
+    figure_rows = [(picture(chosen, r), [(picture(gallery, rows[j]), d) for j, d in zip(f, ds)])
+                   for r, f, ds in zip(q_rows, found, dist) if asked[r] in shown]
+    plots.neighbours_figure(figure_rows, a.output)
+    print(f'{a.output}: the {embedding.NEIGHBOURS} nearest of {len(rows)} gallery images (fc7) for '
+          f'{len(figure_rows)} queries, from {prefix}')
+    if a.class_share:
+        same = gallery.labels[rows[found]] == chosen.labels[q_rows][:, None]
+        print(f'class share: {100 * same.mean():.1f}% of the {found.shape[1]} neighbours of {len(q_rows)} '
+              f'{a.queries} images have the query\'s class')
+    return 0
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Pictures of a trained AlexNet's weights.")
     sub = p.add_subparsers(dest='command', required=True)
@@ -122,13 +192,28 @@ def parse_args(argv):
     k.add_argument('--checkpoint', help='a checkpoint prefix (runs/alexnet/model.ckpt-1000) or folder')
     k.add_argument('-o', '--output', default='conv1.png', help='PNG to write (default conv1.png)')
     k.add_argument('--scale', type=int, default=SCALE, help=f'enlargement of each kernel (default {SCALE})')
+    n = sub.add_parser('neighbours', help='the paper\'s Figure 4 (right): the gallery images nearest each query in fc7')
+    cli.add_checkpoint_flags(n)
+    n.add_argument('images', nargs='*', metavar='QUERY', help='query image files (default: --count from --queries)')
+    n.add_argument('--gallery', required=True, help='a folder of images, or a split of the run\'s dataset: train, '
+                   'val or test')
+    n.add_argument('--queries', default='test', help='the dataset split queries are drawn from (default test)')
+    n.add_argument('--count', type=int, default=5, help='queries drawn (default 5, as in the paper)')
+    n.add_argument('--class-share', type=int, default=0, metavar='N',
+                   help='also print the share of neighbours with the query\'s class over N queries')
+    n.add_argument('--seed', type=int, default=0, help='which queries are drawn (default 0)')
+    n.add_argument('--data-dir', help='the dataset\'s folder, when it is not where the run found it')
+    n.add_argument('--cache', help='folder of the gallery\'s cached vectors (default: gallery_cache beside the '
+                   'checkpoint)')
+    n.add_argument('-o', '--output', default='neighbours.png', help='PNG to write (default neighbours.png)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
     try:
-        return kernels(a)
+        check_output_file(a.output, '-o')
+        return kernels(a) if a.command == 'kernels' else neighbours(a)
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)
     except OSError as e:

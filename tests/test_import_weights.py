@@ -22,6 +22,8 @@ import checkpoints
 import import_weights
 import settings
 import trainer
+import weights_files
+from files import FolderLock
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_IMAGES = sorted((REPO / 'tests' / 'data' / 'imagenet' / 'val').glob('*.JPEG'))
@@ -78,7 +80,7 @@ def caffe_to_npy(layers, style):
 
 def serialized_blobs(layers):
     """{layer: [data-only BlobProto bytes]}: the slow part (filling packed floats) done once."""
-    Blob = import_weights.caffe_messages()['BlobProto']
+    Blob = weights_files.caffe_messages()['BlobProto']
     out = {}
     for name, arrays in layers.items():
         out[name] = []
@@ -94,7 +96,7 @@ def serialized_blobs(layers):
 def write_caffemodel(path, blobs, shapes, encoding, net=NET):
     """A NetParameter in the old `layers` (V1, 4-D num/channels/height/width blobs) or the current
     `layer` encoding (shape.dim blobs)."""
-    m = import_weights.caffe_messages()
+    m = weights_files.caffe_messages()
     net_msg = m['NetParameter'](name='AlexNet')
     for name, v1_type, new_type in net:
         if encoding == 'v1':
@@ -360,6 +362,41 @@ def test_npy_import_writes_the_same_checkpoint(files, tmp_path, capsys):
     assert meta['source'] == 'caffe bvlc_alexnet (bvlc_alexnet_dict.npy)'
 
 
+@pytest.mark.slow
+def test_import_builds_inside_train_dir_and_deletes_a_killed_imports_leftovers(files, tmp_path, monkeypatch):
+    """The temporary folder lives inside --train-dir (nothing is written beside it), and the one a
+    killed import left there is deleted by the next import; other hidden folders stay."""
+    train_dir = tmp_path / 'runs' / 'bvlc'
+    leftover = train_dir / f'{import_weights.IMPORT_TMP_PREFIX}killed'
+    leftover.mkdir(parents=True)
+    (leftover / 'model.ckpt-0.data-00000-of-00001').write_bytes(b'x' * 1000)
+    foreign = train_dir / '.imported-notes'
+    foreign.mkdir()
+    before = sorted(os.listdir(train_dir.parent))
+    saved_in, save = [], checkpoints.save
+    monkeypatch.setattr(checkpoints, 'save', lambda sess, saver, folder, *a, **k:
+                        saved_in.append(Path(folder)) or save(sess, saver, folder, *a, **k))
+    assert import_weights.main([str(files['new']), '--train-dir', str(train_dir)]) == 0
+    assert [folder.parent for folder in saved_in] == [train_dir]
+    assert sorted(os.listdir(train_dir.parent)) == before
+    assert not leftover.exists() and foreign.exists()
+    assert not list(train_dir.glob(f'{import_weights.IMPORT_TMP_PREFIX}*'))
+    assert checkpoints.list_checkpoints(str(train_dir)) == [str(train_dir / 'model.ckpt-0')]
+
+
+def test_leftovers_stay_while_another_import_holds_the_run_folder(tmp_path):
+    train_dir = tmp_path / 'run'
+    working = train_dir / f'{import_weights.IMPORT_TMP_PREFIX}working'
+    working.mkdir(parents=True)
+    lock = FolderLock(str(train_dir))
+    try:
+        with pytest.raises(import_weights.DataError, match='in use'):
+            import_weights.write_checkpoint({}, str(train_dir), {})
+    finally:
+        lock.release()
+    assert working.exists()
+
+
 def malicious_npy(path, marker):
     class Payload:
         def __reduce__(self):
@@ -391,16 +428,16 @@ def test_malicious_npy_is_refused_and_nothing_runs(tmp_path, capsys):
 def test_npy_loader_reads_numpy_pickles_only(tmp_path):
     ok = tmp_path / 'ok.npy'
     np.save(ok, {'fc8': {'weights': np.ones((2, 3), np.float32), 'biases': np.float32(2.5)}}, allow_pickle=True)
-    got = import_weights.load_npy_dict(str(ok))
+    got = weights_files.load_npy_dict(str(ok))
     assert got['fc8']['weights'].shape == (2, 3) and got['fc8']['biases'] == 2.5
     plain = tmp_path / 'plain.npy'
     np.save(plain, np.zeros((2, 2), np.float32))
     with pytest.raises(import_weights.DataError, match='not caffe-tensorflow'):
-        import_weights.load_npy_dict(str(plain))
+        weights_files.load_npy_dict(str(plain))
     cut = tmp_path / 'cut.npy'
     cut.write_bytes(ok.read_bytes()[:-20])
     with pytest.raises(import_weights.DataError, match='unreadable'):
-        import_weights.load_npy_dict(str(cut))
+        weights_files.load_npy_dict(str(cut))
 
 
 @pytest.mark.slow
@@ -436,7 +473,8 @@ def test_wrong_missing_or_foreign_layers_are_one_line(tmp_path, capsys):
     cases.append((npy, ['conv1', '[96, 3, 11, 11]', '[11, 11, 3, 96]']))
     text = tmp_path / 'notes.caffemodel'
     text.write_text('these are not weights\n' * 10)
-    cases += [(text, ['not a Caffe model']), (tmp_path / 'absent.caffemodel', ['no such file'])]
+    cases += [(text, ['not a Caffe model']), (tmp_path / 'absent.caffemodel', ['no such file']),
+              (tmp_path, ['is a folder', '.caffemodel', '.npy'])]
     for path, words in cases:
         assert import_weights.main([str(path), '--train-dir', str(train_dir)]) == 2, path
         line = one_error_line(capsys)

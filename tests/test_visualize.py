@@ -6,8 +6,9 @@ from PIL import Image
 
 import alexnet
 import checkpoints
+import embedding
 import visualize
-from helpers import CHECKPOINT_META
+from helpers import CHECKPOINT_META, make_run
 
 
 def grey_kernels(rng, n=48):
@@ -86,3 +87,23 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: ') and 'x.png' in err[0], err
     assert not (tmp_path / 'x.png').exists()
+
+
+def test_neighbours_of_a_gallery_image_start_with_itself_and_are_drawn(tmp_path, capsys):
+    tree, run_dir = make_run(tmp_path)
+    gallery = tmp_path / 'gallery'
+    for i, png in enumerate(sorted(tree.glob('test/class*/*.png'))[:12]):
+        (gallery / f'{i:02d}.png').parent.mkdir(exist_ok=True)
+        (gallery / f'{i:02d}.png').write_bytes(png.read_bytes())
+    out = tmp_path / 'neighbours.png'
+    query = gallery / '05.png'
+    assert visualize.main(['neighbours', '--train-dir', str(run_dir), '--gallery', str(gallery), str(query),
+                           '-o', str(out), '--cache', str(tmp_path / 'cache')]) == 0
+    assert 'the 6 nearest of 12 gallery images (fc7) for 1 queries' in capsys.readouterr().out
+    picture = np.asarray(Image.open(out))
+    assert picture.shape[1] > 4 * picture.shape[0] > 0                  # one row: the query and six neighbours
+    prefix, meta = checkpoints.for_use(str(run_dir))
+    vectors, _ = embedding.gallery_vectors(prefix, meta, None, '\n'.join(sorted(map(str, gallery.iterdir()))),
+                                           str(tmp_path / 'cache'))     # the cached gallery, as the command made it
+    found, dist = embedding.nearest(vectors[5:6], vectors)
+    assert found[0, 0] == 5 and dist[0, 0] < 1e-3
