@@ -7,8 +7,9 @@ on one machine than another. With a budget, the first epoch is measured (its
 steps, then the validation and checkpoint writes of its end) and the number of
 steps that fits in what is left is planned; one-cycle then ends at the planned
 step. Every later epoch is measured the same way, start to start, and the plan
-is made again from it, so an epoch that costs more than planned (other work on
-the machine, slower saves) shortens the run instead of overrunning the budget.
+is made again from it (and between epoch ends from the steps' cost, after every
+5% of the budget), so an epoch that costs more than planned (other work on the
+machine, slower saves) shortens the run instead of overrunning the budget.
 Each plan is recorded in every checkpoint ('plan', with its 'history') and
 -resume continues from the recorded one; the time used so far, across -resume
 runs, is recorded too. A budget spent before the first epoch ends stops the run
@@ -25,6 +26,7 @@ from datasets import DataError
 SAFETY = 0.98            # plan for 98% of what is left: the plan is made again at every epoch's end, so what
                          # is kept in hand covers one epoch's variation and the process's exit
 OVER_PLAN = 0.10         # an epoch that costs 10% more than planned is said in a warning
+REPLAN_SHARE = 0.05      # between epoch ends, the plan is made again after every 5% of the budget
 MAX_SECONDS = 366 * 86400   # a budget longer than a year is a typing mistake
 UNITS = {'s': 1, 'm': 60, 'h': 3600}
 
@@ -79,6 +81,27 @@ class Budget:
         self.seconds, self.started = seconds, started
         self.plan = meta.get('plan') if meta else None
         self.seconds_before = meta.get('seconds_used', 0.0) if meta else 0.0
+        self.mark_step = self.mark_time = None     # where the steps' cost is measured from (mark)
+
+    def mark(self, step):
+        """The steps' cost is measured from here (after the process's first step, and each epoch's end)."""
+        self.mark_step, self.mark_time = step, now()
+
+    def replan_if_due(self, step, steps_per_epoch):
+        """Between epoch ends: plan again from the steps since the mark once REPLAN_SHARE of the budget has
+        passed (a machine that slows or speeds up mid-epoch); True when it did."""
+        if not self.plan or self.reached(step) or self.mark_time is None or step <= self.mark_step or \
+                now() - self.mark_time < self.seconds * REPLAN_SHARE:
+            return False
+        step_seconds = (now() - self.mark_time) / (step - self.mark_step)
+        self._plan(step, steps_per_epoch, step_seconds, self.plan['epoch_end_seconds'])
+        self.mark(step)
+        return True
+
+    def _plan(self, step, steps_per_epoch, step_seconds, epoch_end_seconds):
+        history = (self.plan or {}).get('history', [])
+        self.plan = plan(self.seconds, self.used(), step, steps_per_epoch, step_seconds, epoch_end_seconds)
+        self.plan['history'] = history + [[step, self.plan['total_steps']]]
 
     def used(self):
         return self.seconds_before + now() - self.started
@@ -115,9 +138,7 @@ class Budget:
         if self.reached(step) and not self.spent_before_plan():
             return words
         first = self.plan is None
-        history = (self.plan or {}).get('history', [])
-        self.plan = plan(self.seconds, self.used(), step, steps_per_epoch, step_seconds, end_seconds)
-        self.plan['history'] = history + [[step, self.plan['total_steps']]]
+        self._plan(step, steps_per_epoch, step_seconds, end_seconds)
         if first and self.plan['total_steps'] == step:
             warnings.warn(f'the --time-budget of {self.seconds / 60:.1f} min cannot be kept: the first epoch took '
                           f'{self.used() / 60:.1f} min of it; the run stops at step {step} (a checkpoint is '

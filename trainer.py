@@ -389,6 +389,10 @@ class Trainer:
                                     f'{epoch.speed:.0f} img/s', refresh=False)
                 bar.update(self.step - before)
                 self.log_steps(epoch)
+                if not self.warmed_up and len(epoch.losses) == 1:
+                    self.budget.mark(self.step)            # the process's first step warms up: not a cost
+                elif self.budget.replan_if_due(self.step, spe):
+                    self.schedule.total_steps = self.budget.plan['total_steps']
                 if self.step // spe > epoch.index:
                     break
                 if self.save_due():
@@ -474,6 +478,7 @@ class Trainer:
         self.warmed_up = True
         words = self.budget.end_epoch(self.step, self.steps_per_epoch, len(epoch.losses),
                                       epoch.steps_ended - epoch.started, budget.now() - epoch.steps_ended, warmup)
+        self.budget.mark(self.step)
         if not self.budget.plan:
             return words
         if self.budget.plan is not before:

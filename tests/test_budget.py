@@ -81,3 +81,20 @@ def test_absurd_budgets_are_one_line(text):
 def test_the_process_start_is_in_the_past():
     import time
     assert time.time() - 3600 < budget.process_start() <= time.time()
+
+
+def test_between_epoch_ends_the_plan_follows_the_steps_cost(monkeypatch):
+    """After each 5% of the budget the steps since the last mark re-plan: slower steps, fewer of them."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget, 'now', clock)
+    b = budget.Budget(1000, started=clock())
+    clock.t += 20
+    b.end_epoch(10, 100, 10, steps_seconds=10, end_seconds=10)             # 1 s a step, a 10 s end
+    b.mark(10)
+    planned = b.plan['total_steps']
+    clock.t += 40
+    assert not b.replan_if_due(30, 100)                                    # 40 s < 5% of 1000 s: not yet
+    clock.t += 20
+    assert b.replan_if_due(40, 100)                                        # 60 s for 30 steps: 2 s a step
+    assert b.plan['seconds_per_step'] == 2.0 and b.plan['total_steps'] < planned
+    assert b.plan['history'][-1] == [40, b.plan['total_steps']] and b.mark_step == 40
