@@ -36,6 +36,7 @@ FEATURES_DIR = 'features'
 STATE_FILE = 'checkpoint'            # TensorFlow's own list of a folder's checkpoints
 DEFAULT_TRAIN_DIR = os.path.join('runs', 'alexnet')
 CLASSIFIER_VARIABLE = 'fc8_a/biases'   # in every checkpoint of the whole network, not in features/
+FEATURE_VARIABLE = 'conv1_a/weights'   # in both
 SLOT_SUFFIX = '/Momentum'              # the optimizer's state: in a run's checkpoints, not in best/ or imports
 WEIGHTS_FILES = ('.caffemodel', '.npy')   # import_weights.py's inputs, not checkpoints
 STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
@@ -325,7 +326,8 @@ def variable_names(prefix):
 def whole_model(found):
     """found ((prefix, meta)), when its checkpoint holds the whole network; a one-line DataError for a
     features/ checkpoint, which holds only the convolutional layers."""
-    if CLASSIFIER_VARIABLE not in variable_names(found[0]):
+    names = variable_names(found[0])
+    if FEATURE_VARIABLE in names and CLASSIFIER_VARIABLE not in names:
         raise DataError(f'{found[0]} holds only the convolutional layers (a run\'s {FEATURES_DIR}/ folder, '
                         f'for fine-tuning with --model_path): give the run folder or its {BEST_DIR}/ instead')
     return found

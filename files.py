@@ -29,16 +29,21 @@ def fsync_folder(folder):
 
 def write_json_atomic(path, obj, indent=1):
     """Write obj as JSON to path: whole or not at all, even on a crash or kill -9."""
-    write_text_atomic(path, json.dumps(obj, indent=indent))
+    write_atomic(path, lambda f: json.dump(obj, f, indent=indent))
 
 
 def write_text_atomic(path, text):
     """Write text to path: whole or not at all, even on a crash or kill -9."""
+    write_atomic(path, lambda f: f.write(text))
+
+
+def write_atomic(path, write):
+    """write(f) into a temporary file beside path, synced, then renamed to path: whole or not at all."""
     path = os.fspath(path)
     tmp = f'{path}.tmp-{os.getpid()}'
     try:
         with open(tmp, 'w', newline='') as f:
-            f.write(text)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
