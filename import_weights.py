@@ -28,9 +28,10 @@ Weight files are untrusted input; what is guaranteed (weights_files reads them):
     anything but numpy float arrays, dicts, lists, strings and numbers (os.system, object
     arrays, numpy.ndarray called directly, ...) is refused before it is built;
   * reading a file takes memory and time bounded by its size (a few times its bytes, at most
-    100,000 pickle opcodes), whatever shapes or structures it declares: every array's shape
-    and every Caffe blob's dims are checked against the layer table and the bytes actually
-    present before any array is allocated or any arithmetic is done on them;
+    100,000 pickle opcodes), whatever shapes or structures it declares: every Caffe blob's
+    dims are checked against the layer table, and every .npy array's shape x itemsize
+    against the bytes actually present, before any array is allocated or any arithmetic is
+    done on them;
   * a bad file (not a weight file, truncated, wrong shapes, hostile, a folder) ends in one
     `error:` line that says what is wrong and what to give, exit status 2, no traceback, and
     nothing written: no --train-dir created, no temporary folder left.
