@@ -278,7 +278,7 @@ class Worker:
             data = preprocessing.train_dataset(training.ds.train, a.batch_size, a.input_size, training.ds.mean,
                                                a.resize_size, seed=a.seed, start_step=step // self.updates_per_step(),
                                                shard_index=self.task, num_shards=self.workers,
-                                               **trainer.image_settings(a))
+                                               **preprocessing.model_input(vars(a)))
             with tf.device(self.cpu):
                 sess.run(self.iterator.make_initializer(data))
         print(f'worker {self.task} of {self.workers} ({"chief, " if self.is_chief else ""}'

@@ -1,4 +1,4 @@
-"""Evaluation shared by train.py (validation), test.py, classify.py and export.py.
+"""Evaluation shared by train.py (validation), test.py, classify.py, export.py and features.py.
 
 Crops of each image go through the network as one batch, their softmax outputs
 are averaged (the paper's Section 4.1 averages 10 crops), and top-k hits are
@@ -6,7 +6,10 @@ counted in NumPy.
 """
 import numpy as np
 import tensorflow as tf
+
 import alexnet
+import parallel
+import preprocessing
 import progress
 
 
@@ -59,3 +62,18 @@ def run(sess, probs, labels, init_op=None, total=None, top_k=5, show_progress=Tr
     n = max(count, 1)
     return dict(top1=hits1 / n, topk=hitsk / n, loss=loss / n, count=count,
                 k=min(top_k, int(probs.shape[1])))
+
+
+def validation(a, ds):
+    """Centre-crop validation of a training run (a: its settings) on the held-out split, sharing the
+    training weights: the tensors run() takes, or None without validation."""
+    if not a.validate or ds.val is None:
+        return None
+    with tf.device('/cpu:0'):
+        data = preprocessing.eval_dataset(ds.val, a.batch_size, a.input_size, ds.mean, a.resize_size,
+                                          mode='center', seed=a.seed, **preprocessing.model_input(vars(a)))
+    devices = a.devices.split(',')[:2]
+    (crops, labels), init = parallel.batches_on(data, devices[0], initializable=True)
+    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+        probs = crop_probabilities(crops, a.num_classes, devices, lrn_constants(vars(a)))
+    return dict(probs=probs, labels=labels, init=init, total=len(ds.val))

@@ -48,27 +48,8 @@ def build_inputs(a, ds, start_step):
             labels = tf.random.uniform([a.batch_size], 0, a.num_classes, tf.int64)
             return images, labels
         data = preprocessing.train_dataset(ds.train, a.batch_size, a.input_size, ds.mean,
-                                           a.resize_size, seed=a.seed, start_step=start_step, **image_settings(a))
+                                           a.resize_size, seed=a.seed, start_step=start_step, **preprocessing.model_input(vars(a)))
     return parallel.batches_on(data, parallel.input_device(a.devices))[0]
-
-
-def image_settings(a):
-    """The pipelines' keywords for what the network reads (warped, BGR for imported Caffe weights)."""
-    return dict(resize_mode=a.resize_mode, bgr=a.channel_order == 'BGR')
-
-
-def build_validation(a, ds):
-    """Centre-crop validation on the held-out split, sharing the training weights."""
-    if not a.validate or ds.val is None:
-        return None
-    with tf.device('/cpu:0'):
-        data = preprocessing.eval_dataset(ds.val, a.batch_size, a.input_size, ds.mean, a.resize_size,
-                                          mode='center', seed=a.seed, **image_settings(a))
-    devices = a.devices.split(',')[:2]
-    (crops, labels), init = parallel.batches_on(data, devices[0], initializable=True)
-    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
-        probs = evaluate.crop_probabilities(crops, a.num_classes, devices, alexnet.LRN(*(a.lrn or alexnet.PAPER_LRN)))
-    return dict(probs=probs, labels=labels, init=init, total=len(ds.val))
 
 
 def scalars(writer, step, values):
@@ -195,7 +176,7 @@ class Trainer:
         self.k = min(5, a.num_classes)
         with tf.control_dependencies([self.train_op]):
             self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
-        self.validation = build_validation(a, ds)
+        self.validation = evaluate.validation(a, ds)
         self.epoch_summary = self.summaries(images, ds.mean)
         weights = tf.compat.v1.trainable_variables()
         self.saver = tf.compat.v1.train.Saver(max_to_keep=None)
