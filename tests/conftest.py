@@ -28,7 +28,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
+    config.addinivalue_line('markers', 'slow: takes more than about a second on a 2-core machine: a TensorFlow graph run, a '
+                                       'subprocess, a training run (deselect with -m "not slow" for the quick tier)')
 
 
 @pytest.fixture(scope='session')

@@ -81,6 +81,7 @@ def tag(op_name):
     return (m.group(1), m.group(2)) if m else None
 
 
+@pytest.mark.slow
 def test_every_tower_op_runs_on_its_own_device():
     graph, images, logits = build(training=True)
     options = tf.compat.v1.RunOptions(output_partition_graphs=True)
@@ -172,6 +173,7 @@ def test_normalisation_is_the_papers_formula():
     np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_initialisation_statistics():
     graph, _, _ = build(input_size=227, num_classes=1000)
     with graph.as_default(), two_cpu_session(graph) as sess:
@@ -188,6 +190,7 @@ def test_initialisation_statistics():
     assert len(values) == 32     # 8 layers x 2 towers x (weights, biases)
 
 
+@pytest.mark.slow
 def test_he_initialisation_scales_with_fan_in():
     graph, _, _ = build(input_size=99, num_classes=10, init='he')
     with graph.as_default(), two_cpu_session(graph) as sess:
@@ -206,6 +209,7 @@ def test_he_initialisation_scales_with_fan_in():
         build(init='glorot')
 
 
+@pytest.mark.slow
 def test_evaluation_is_deterministic_and_training_is_not():
     x = np.random.default_rng(1).normal(0, 50, size=(2, 67, 67, 3)).astype(np.float32)
     for training, same in ((False, True), (True, False)):
@@ -216,6 +220,7 @@ def test_evaluation_is_deterministic_and_training_is_not():
         assert np.array_equal(first, second) == same, training
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_variable():
     graph, images, logits = build(training=True, seed=4)
     with graph.as_default():
@@ -237,6 +242,7 @@ def tf_lrn(name, inputs):
     return tf.nn.local_response_normalization(inputs, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, name=name)
 
 
+@pytest.mark.slow
 def test_fast_normalisation_matches_tensorflows_op_with_gradients():
     rng = np.random.default_rng(5)
     a = rng.normal(0, 40, size=(3, 4, 4, 48)).astype(np.float32)
@@ -280,6 +286,7 @@ def test_fast_normalisation_with_other_constants_matches_tensorflows_op(constant
     assert np.abs(paper - ref).max() > 1e-2                                        # not the paper's constants
 
 
+@pytest.mark.slow
 def test_inference_passes_the_lrn_constants_to_every_lrn():
     for constants, want in ((None, alexnet.PAPER_LRN), (alexnet.CAFFE_LRN, alexnet.CAFFE_LRN),
                             ([2, 1.0, 2e-05, 0.75], alexnet.CAFFE_LRN)):   # a JSON list works too
@@ -332,6 +339,7 @@ def straightforward():
     return logits_and_gradients(dict(portable=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', [dict(portable=True), dict(portable=False), dict(data_format='NCHW'),
                                      dict(data_format='NCHW', portable=True)])
 def test_network_matches_the_straightforward_graph(variant, straightforward):

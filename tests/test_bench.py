@@ -1,6 +1,8 @@
 """bench.py: one figure a line, positive figures, the summary line last, one-line errors."""
 import re
 
+import pytest
+
 import bench
 from conftest import TEST_DATA
 from helpers import encode, smooth_image
@@ -9,6 +11,7 @@ FIGURE = re.compile(r'^(training|inference|matmul|pipeline) +(\d+\.\d) (img/s|GF
 SUMMARY = re.compile(r'^train (\d+\.\d) img/s  infer (\d+\.\d) img/s  \(bf16, batch 2\)$')
 
 
+@pytest.mark.slow
 def test_bench_prints_every_figure_and_the_summary(capsys):
     val = TEST_DATA / 'imagenet' / 'val'
     rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '2', '--warmup', '1',
@@ -40,6 +43,7 @@ def test_bad_data_dir_is_a_one_line_error(capsys, tmp_path):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith('error: no images')
 
 
+@pytest.mark.slow
 def test_bench_measures_the_nchw_layout_too(capsys):
     rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '1', '--warmup', '1',
                      '--matmul-size', '128', '--data-format', 'NCHW', '--skip-pipeline'])
@@ -49,6 +53,7 @@ def test_bench_measures_the_nchw_layout_too(capsys):
     assert lines[1].startswith('training') and lines[1].endswith('median of 1, NCHW)')
 
 
+@pytest.mark.slow
 def test_profile_splits_the_training_step_into_its_parts(capsys):
     rc = bench.main(['--input-size', '67', '--batch-size', '2', '--steps', '1', '--warmup', '1',
                      '--matmul-size', '128', '--skip-pipeline', '--profile'])
@@ -72,6 +77,7 @@ def test_op_categories():
     assert bench.op_category('fc6_a/MatMul', '_MklNativeFusedMatMul').startswith('fully-connected')
 
 
+@pytest.mark.slow
 def test_pipeline_threads_and_a_folder_that_is_not_there(tmp_path, capsys):
     for i in range(3):
         encode_to = tmp_path / f'{i}.JPEG'

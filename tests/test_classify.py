@@ -45,6 +45,7 @@ def classify_json(capsys, *argv):
     return code, {r['image']: r for r in json.loads(out)}
 
 
+@pytest.mark.slow
 def test_every_format_is_classified_alike(run, images, capsys):
     paths = [str(JPEG), str(GRAY_JPEG), *images.values()]
     code, results = classify_json(capsys, '--train-dir', run['dir'], '--center', '--top-k', CLASSES, *paths)
@@ -64,6 +65,7 @@ def test_every_format_is_classified_alike(run, images, capsys):
     assert not np.allclose(scores[images['gray.png']], scores[images['rgb.png']], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_scores_are_the_averaged_softmax_of_the_ten_crops(run, capsys):
     paths = sorted(str(p) for p in run['tree'].glob('test/class*/*.png'))[:3]
     code, results = classify_json(capsys, '--checkpoint', run['prefix'], '--ten-crop', '--top-k', '3', *paths)
@@ -75,6 +77,7 @@ def test_scores_are_the_averaged_softmax_of_the_ten_crops(run, capsys):
         np.testing.assert_allclose([t['score'] for t in top], np.sort(expected)[::-1][:3], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_text_output(run, images, capsys):
     png = images['rgb.png']
     assert classify.main(['--train-dir', run['dir'], str(JPEG), png]) == 0      # 5 random crops, top 5
@@ -93,6 +96,7 @@ def test_text_output(run, images, capsys):
     assert five['top'] != centre[str(JPEG)]['top']           # the random crops are not the centre crop
 
 
+@pytest.mark.slow
 def test_bad_inputs_get_one_line_each_and_the_others_are_classified(run, images, tmp_path, capfd):
     data = JPEG.read_bytes()
     (tmp_path / 'truncated.jpg').write_bytes(data[:len(data) // 2])
@@ -120,6 +124,7 @@ def test_no_checkpoint_gives_the_hint(tmp_path, capsys):
     assert capsys.readouterr().err.startswith('error: no usable checkpoint at')
 
 
+@pytest.mark.slow
 def test_plot_draws_each_image_with_its_top_classes(run, tmp_path, capsys):
     png = tmp_path / 'figure.png'
     assert classify.main(['--train-dir', run['dir'], '--center', str(JPEG), str(GRAY_JPEG), '--plot', str(png)]) == 0
@@ -132,6 +137,7 @@ def test_plot_draws_each_image_with_its_top_classes(run, tmp_path, capsys):
     assert capsys.readouterr().err.startswith('error: --plot')
 
 
+@pytest.mark.slow
 def test_a_folder_is_classified_in_order_into_a_csv_with_a_line_for_each_bad_file(run, images, tmp_path, capsys):
     folder = tmp_path / 'photos'
     (folder / 'sub').mkdir(parents=True)
@@ -155,6 +161,7 @@ def test_a_folder_is_classified_in_order_into_a_csv_with_a_line_for_each_bad_fil
         [str(folder / n) for n in ('a.png', 'b.png', 'sub/c.png')]
 
 
+@pytest.mark.slow
 def test_a_folder_without_images_and_a_csv_in_no_folder_are_one_line(run, tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert classify.main(['--train-dir', run['dir'], str(tmp_path / 'empty'), str(JPEG)]) == 1

@@ -1,5 +1,6 @@
 """curves.py: scalars from event files (resumed runs included) to a PNG."""
 import numpy as np
+import pytest
 import tensorflow as tf
 from skimage import io
 
@@ -19,6 +20,7 @@ def write_events(folder, points):
         writer.close()
 
 
+@pytest.mark.slow
 def test_curves_from_a_resumed_run(tmp_path, capsys):
     epoch = lambda loss, top1, vloss, vtop1: {'train/epoch_loss': loss, 'train/epoch_top1': top1,
                                               'val/loss': vloss, 'val/top1': vtop1}

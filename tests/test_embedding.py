@@ -1,5 +1,6 @@
 """embedding.py: nearest neighbours against brute force, and the gallery's cache."""
 import numpy as np
+import pytest
 
 import checkpoints
 import datasets
@@ -18,6 +19,7 @@ def test_nearest_matches_brute_force_in_numpy():
     assert found[3, 0] == 42 and dist[3, 0] < 1e-3
 
 
+@pytest.mark.slow
 def test_the_gallery_is_computed_once_and_read_from_the_cache(tmp_path):
     tree, run_dir = make_run(tmp_path)
     prefix, meta = checkpoints.for_use(str(run_dir))

@@ -14,6 +14,7 @@ def run(tmp_path_factory):
     return dict(root=root, tree=tree, dir=str(run_dir))
 
 
+@pytest.mark.slow
 def test_a_folder_in_order_with_a_bad_file_named_and_left_out(run, tmp_path, capsys):
     folder = tmp_path / 'images'
     folder.mkdir()

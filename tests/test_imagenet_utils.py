@@ -228,6 +228,7 @@ def val_name(n, ext='.JPEG'):
 PLACEHOLDERS = [2, 100, 301, 12345, 49999, 50000]     # empty files named for other validation images
 
 
+@pytest.mark.slow
 def test_partial_validation_folder_is_labelled_by_number_in_both_layouts(tmp_path, solution_csv):
     devkit_truth, kaggle_truth = independent_labels(solution_csv)
     assert devkit_truth == kaggle_truth and len(devkit_truth) == 50000
@@ -440,6 +441,7 @@ def test_prepare_writes_shards_that_parse_back(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_prepare_decodes_as_training_does_and_says_why_it_skips(tmp_path, capsys):
     """--prepare and --verify read files with training's decoder: a 16-bit grey PNG (32896 of 65535) is 128 in
     the shard as in training (Pillow's convert('RGB') made it 255); a decompression bomb is skipped with the size

@@ -248,6 +248,7 @@ def test_layer_table_is_bvlc_alexnets():
     assert len(classes) == 1000 and wnids == sorted(wnids) and classes[0] == 'n01440764 tench, Tinca tinca'
 
 
+@pytest.mark.slow
 def test_mapping_follows_caffes_groups_and_fc6_order():
     """Small hand-checkable facts of the mapping, on the arrays alone."""
     layers = random_caffe_weights(seed=3)

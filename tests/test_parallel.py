@@ -21,6 +21,7 @@ def test_bad_tower_devices_fail_clearly():
     assert parallel.tower_devices(None) == ('/cpu:0', '/cpu:0')    # no GPU on the test machine
 
 
+@pytest.mark.slow
 def test_session_config_allows_soft_placement_and_sets_precision():
     assert parallel.session_config().allow_soft_placement
     rewrite = parallel.session_config('bf16').graph_options.rewrite_options
@@ -78,6 +79,7 @@ def test_input_device_is_the_models_when_there_is_one_replica():
     assert parallel.input_device('/gpu:0,/gpu:1,/gpu:2,/gpu:3') == '/cpu:0'   # replicas take parts from the host
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('initializable', [False, True])
 def test_batches_are_prefetched_to_another_device(initializable):
     """Batches for /cpu:1 are copied there by tf.data and come out as they do on the host."""

@@ -30,6 +30,7 @@ def run_all(fn, seeds):
 
 # ---------------------------------------------------------------- training transform
 
+@pytest.mark.slow
 def test_train_image_crops_lie_in_the_square_and_reflect_half_the_time():
     y, x = np.mgrid[0:16, 0:16]
     image = np.stack([y ** 2, x ** 2, np.zeros_like(y)], -1).astype(np.uint8)    # positions from differences
@@ -52,6 +53,7 @@ def test_train_image_crops_lie_in_the_square_and_reflect_half_the_time():
     assert 0.45 < np.mean(flips) < 0.55
 
 
+@pytest.mark.slow
 def test_pca_colour_noise_has_the_papers_statistics_and_the_mean_is_subtracted():
     image = np.full((4, 4, 3), 100, np.uint8)
     out = run_all(lambda s: pp.train_image(image, 4, MEAN, resize_size=4, seed=s), [[5, i] for i in range(4000)])
@@ -150,6 +152,7 @@ def take(data, k):
     return [(x.numpy(), y.numpy()) for x, y in data.take(k)]
 
 
+@pytest.mark.slow
 def test_train_dataset_resumes_exactly_and_visits_each_image_once_an_epoch():
     split = datasets.Split(np.arange(50, dtype=np.int64), images=index_images(50))
     assert pp.steps_per_epoch(split, 8) == 6
@@ -177,6 +180,7 @@ def test_train_dataset_shards_are_disjoint():
     assert len(set(parts[0])) == 24 == len(set(parts[1])) and not set(parts[0]) & set(parts[1])
 
 
+@pytest.mark.slow
 def test_train_dataset_of_files_resumes_exactly(tmp_path):
     files = []
     for i in range(12):
@@ -191,6 +195,7 @@ def test_train_dataset_of_files_resumes_exactly(tmp_path):
     assert full[0][0].shape == (4, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_eval_dataset_is_in_order_with_a_short_last_batch():
     images = index_images(10, 12)
     split = datasets.Split(np.arange(10, dtype=np.int64) % 3, images=images)
@@ -205,6 +210,7 @@ def test_eval_dataset_is_in_order_with_a_short_last_batch():
     np.testing.assert_array_equal(random[0][2][0], random[1][2][0])          # seeded: the same every pass
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_dropped_with_a_warning(tmp_path):
     good = [tmp_path / f'{i}.png' for i in range(6)]
     for i, f in enumerate(good):
@@ -227,6 +233,7 @@ def test_unreadable_files_are_dropped_with_a_warning(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_a_skipped_file_is_reported_with_its_reason(tmp_path):
     """Training's warning says why a file was skipped: a decompression bomb names the size its header claims."""
     good = tmp_path / 'good.png'
@@ -256,6 +263,7 @@ def write_records(folder, shards, per_shard):
     return datasets.Split(np.arange(label, dtype=np.int64), records=paths)
 
 
+@pytest.mark.slow
 def test_tfrecord_split_resumes_exactly_shards_and_evaluates_in_order(tmp_path):
     split = write_records(tmp_path, 3, 10)
     full = take(pp.train_dataset(split, 4, 16, MEAN, 18, seed=1), 12)         # 7 steps an epoch
@@ -274,6 +282,7 @@ def test_tfrecord_split_resumes_exactly_shards_and_evaluates_in_order(tmp_path):
     np.testing.assert_array_equal(labels, np.arange(30))
 
 
+@pytest.mark.slow
 def test_real_imagenet_jpegs_through_the_training_pipeline():
     files = real_jpegs()
     split = datasets.Split(np.arange(12, dtype=np.int64), files=files)
@@ -283,6 +292,7 @@ def test_real_imagenet_jpegs_through_the_training_pipeline():
     assert split.skipped == []
 
 
+@pytest.mark.slow
 def test_graph_mode_iterators_as_train_py_uses_them():
     split = datasets.Split(np.arange(20, dtype=np.int64), images=index_images(20))
     with tf.Graph().as_default():
@@ -305,6 +315,7 @@ def test_graph_mode_iterators_as_train_py_uses_them():
     np.testing.assert_array_equal(graph_labels, eager)
 
 
+@pytest.mark.slow
 def test_pipeline_speed():
     split = datasets.Split(np.zeros(64, np.int64), images=index_images(64, 32))
     assert pp.pipeline_speed(split, 28, batch_size=16, seconds=0.5)[0] > 0
@@ -337,6 +348,7 @@ def test_warp_and_bgr_for_imported_caffe_weights():
         pp.square_image(image, 64, 'stretch')
 
 
+@pytest.mark.slow
 def test_the_mean_and_training_decode_every_file_alike(tmp_path):
     """The folder mean is measured with the decoder training uses; BMPs that TensorFlow would read wrong
     (8-bit palette: indices as pixels; 1-bit: unreadable) are refused with a reason, not read wrong."""

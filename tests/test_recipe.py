@@ -104,6 +104,7 @@ def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
             np.testing.assert_allclose(scaled[name], value, rtol=1e-4, atol=2e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_bf16_steps_keep_the_weight_decay_and_the_update_in_fp32():
     """oneDNN's bf16 rewrite runs the convolutions in bf16, but every gradient reaches the weight decay
     and the momentum update in fp32 (read off the graph that ran)."""

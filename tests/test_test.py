@@ -28,6 +28,7 @@ def first_batch(run, *argv):
     return split, crops.numpy(), labels.numpy()
 
 
+@pytest.mark.slow
 def test_ten_crops_are_the_corners_the_centre_and_their_reflections(run):
     split, crops, labels = first_batch(run, '--ten-crop', '--batch-size', '4')
     assert crops.shape == (4, 10, INPUT_SIZE, INPUT_SIZE, 3)
@@ -38,6 +39,7 @@ def test_ten_crops_are_the_corners_the_centre_and_their_reflections(run):
         assert all(not np.allclose(flat[i], flat[j]) for i in range(10) for j in range(i))
 
 
+@pytest.mark.slow
 def test_random_crops_are_reflected_windows_of_the_square_and_repeat(run):
     split, crops, _ = first_batch(run, '--crops', '3', '--batch-size', '2')
     _, again, _ = first_batch(run, '--crops', '3', '--batch-size', '2')
@@ -55,6 +57,7 @@ def test_random_crops_are_reflected_windows_of_the_square_and_repeat(run):
     assert len(found) >= 4                      # placed at random, not all alike
 
 
+@pytest.mark.slow
 def test_ten_crop_figures_are_those_of_an_independent_evaluation(run, tmp_path, capsys):
     out = tmp_path / 'result.json'
     assert test_script.main(['--train-dir', str(run['dir']), '--ten-crop', '--batch-size', '7',
@@ -82,6 +85,7 @@ def test_ten_crop_figures_are_those_of_an_independent_evaluation(run, tmp_path, 
     assert r['split'] == 'test' and r['dataset'] == 'folder'
 
 
+@pytest.mark.slow
 def test_centre_crop_and_random_crop_lines_and_split_override(run, capsys):
     assert test_script.main(['--train-dir', str(run['dir']), '--center', '--no-progress']) == 0
     final = capsys.readouterr().out.strip().splitlines()[-1]
@@ -97,6 +101,7 @@ def test_centre_crop_and_random_crop_lines_and_split_override(run, capsys):
     assert re.fullmatch(r'top-1 \d+\.\d\d% top-3 \d+\.\d\d% \(10 images, 2 random crops\)', final), final
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(run, tmp_path, capsys):
     assert test_script.main(['--train-dir', str(tmp_path / 'nothing')]) == 2
     err = capsys.readouterr().err

@@ -322,6 +322,7 @@ def test_overwrite_deletes_only_the_runs_files_once_the_new_run_is_ready(tmp_pat
     assert (run_dir / 'model.ckpt-1.json').is_file() and (run_dir / 'notes.txt').is_file()
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_the_same_folder_is_refused(tmp_path, capsys):
     from files import FolderLock
     run_dir = tmp_path / 'run'

@@ -33,6 +33,7 @@ def stepper(**attributes):
     return t
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_step_that_does_not_end_is_heard(monkeypatch):
     monkeypatch.setattr(stopping, 'BLOCKED_STEP_GRACE', 0.5)
     t = stepper()

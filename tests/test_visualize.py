@@ -45,6 +45,7 @@ def test_colour_share_is_zero_for_grey_and_two_thirds_for_one_channel():
     assert 0.55 < visualize.colour_share(mixed).mean() < 0.75
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('channel_order', ['RGB', 'BGR'])
 def test_kernels_picture_and_colour_lines(tmp_path, capsys, channel_order):
     rng = np.random.default_rng(1)
@@ -74,6 +75,7 @@ def test_kernels_picture_and_colour_lines(tmp_path, capsys, channel_order):
     assert np.asarray(Image.open(out)).shape[:2] == visualize.grid_size(48, 11, scale=1)
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path, capsys):
     for argv in (['kernels', '--train-dir', str(tmp_path / 'none'), '-o', str(tmp_path / 'x.png')],
                  ['kernels', '--checkpoint', str(tmp_path / 'model.ckpt-3'), '-o', str(tmp_path / 'x.png')]):
@@ -89,6 +91,7 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / 'x.png').exists()
 
 
+@pytest.mark.slow
 def test_neighbours_of_a_gallery_image_start_with_itself_and_are_drawn(tmp_path, capsys):
     tree, run_dir = make_run(tmp_path)
     gallery = tmp_path / 'gallery'
