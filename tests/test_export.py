@@ -117,7 +117,8 @@ def test_float_signature_agrees_with_uint8_and_classify(exported, capsys):
         image = decoded(path)[None]
         uint8 = model.signatures['serving_default'](images=tf.constant(image))
         out = model.signatures['float_images'](images=tf.constant(image.astype(np.float32)))
-        assert set(out) == set(uint8) == {'probabilities', 'top_k_indices', 'top_k_scores', 'top_k_classes'}
+        assert set(out) == set(uint8) == {'probabilities', 'top_k_indices', 'top_k_scores', 'top_k_classes',
+                                          'features_fc7', 'features_pool5'}
         assert out['probabilities'].dtype == tf.float32 and out['probabilities'].shape == (1, CLASSES)
         np.testing.assert_allclose(out['probabilities'].numpy(), uint8['probabilities'].numpy(), atol=1e-5)
         np.testing.assert_allclose(out['probabilities'].numpy()[0], want, atol=1e-5)

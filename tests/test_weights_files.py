@@ -2,7 +2,6 @@
 them runs. The .npy files are written here opcode by opcode (pickle protocol 2, as Python 2's
 caffe-tensorflow wrote them), the caffemodels with weights_files' code-built message classes."""
 import os
-import resource
 import signal
 import struct
 import subprocess
@@ -79,28 +78,40 @@ HOSTILE_NPY = {object_over_bytes: 'numpy.ndarray directly', huge_array: 'numpy.n
                list_bomb: 'is a list', tuple_key_bomb: 'dict key that is a tuple'}
 
 
+# A child's peak memory, measured by a small Python in between: Linux counts a forked child's peak from
+# its parent's at the fork, and this test's own process may hold gigabytes after the rest of the suite.
+MEASURE = """import os, resource, subprocess, sys
+limit = int(sys.argv[1])
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+_, status, usage = os.wait4(child.pid, 0)
+sys.stderr.write(f'\\nPEAK_KB {usage.ru_maxrss}\\n')
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_limited(args, cwd):
-    """Run a child with CHILD_MEMORY of address space: (exit code, stderr, seconds, peak resident MB)."""
-    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))   # noqa: E731
+    """Start a child with CHILD_MEMORY of address space, behind MEASURE: (process, stderr file, start)."""
     err = Path(cwd) / f'stderr-{len(os.listdir(cwd))}.txt'
     start = time.monotonic()
     with open(err, 'w') as f:
-        child = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=f, preexec_fn=limit)
+        child = subprocess.Popen([sys.executable, '-c', MEASURE, str(CHILD_MEMORY), *args], cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
     return child, err, start
 
 
 def wait_limited(child, err, start):
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - start > CHILD_SECONDS:
-            os.kill(child.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(child.pid, 0)
-            break
-        time.sleep(0.2)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, err.read_text(), time.monotonic() - start, usage.ru_maxrss / 1024
+    """(exit code, stderr, seconds, peak resident MB) of a run_limited child, killed after CHILD_SECONDS."""
+    try:
+        child.wait(CHILD_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    text = err.read_text()
+    peak = text.rsplit('PEAK_KB ', 1)
+    peak_mb = int(peak[1].split()[0]) / 1024 if len(peak) == 2 else float('inf')
+    return child.returncode, peak[0].rstrip('\n') + '\n', time.monotonic() - start, peak_mb
 
 
 # --- .npy ---------------------------------------------------------------------------
