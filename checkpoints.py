@@ -377,8 +377,7 @@ def find(train_dir=None, checkpoint=None):
 
 
 def weights_file_problem(model_path):
-    """A one-line reason when --model_path names Caffe's weights file (or a folder without a checkpoint)
-    where a checkpoint is expected, or None."""
+    """A one-line reason when --model_path names Caffe's weights file where a checkpoint is expected, or None."""
     if model_path.endswith(WEIGHTS_FILES) and os.path.isfile(model_path):
         return (f'--model_path {model_path} is Caffe\'s weights file, not a checkpoint: import it first, '
                 f'python import_weights.py {model_path} --train-dir runs/bvlc_alexnet, then give '
@@ -404,7 +403,7 @@ def warm_start(sess, model_path, class_names=None, train_layers=None):
     take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list() and
             (same_classes or not v.op.name.startswith('fc8'))}
     skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
-    untrained = sorted({n.split('_')[0] for n in skipped} - set(train_layers or {n.split('_')[0] for n in skipped}))
+    untrained = sorted({n.split('_')[0] for n in skipped} - set(train_layers)) if train_layers else []
     if untrained:
         raise DataError(f'--train-layers leaves {", ".join(untrained)} at its random start ({model_path} has no '
                         f'weights for it{"" if same_classes else ": other classes"}): add it to --train-layers')

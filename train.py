@@ -55,8 +55,9 @@ def settle_args(args):
     if args.resume and not found and not helper:    # a worker elsewhere has its flags; the chief restores
         raise DataError(checkpoints.only_best(train_dir) or f'nothing to resume in {train_dir}: start a run '
                         f'with -scratch (or point --train-dir at an earlier run)')
-    if found and checkpoints.resume_problem(train_dir, found[0]):     # best/, features/, imported weights
-        raise DataError(checkpoints.resume_problem(train_dir, found[0]))
+    unresumable = found and checkpoints.resume_problem(train_dir, found[0])    # best/, features/, imports
+    if unresumable:
+        raise DataError(unresumable)
     meta, recorded = (found[1] if found else None), None
     if meta:
         if not isinstance(meta.get('args'), dict) or not isinstance(meta.get('schedule'), dict):
@@ -71,8 +72,9 @@ def settle_args(args):
         recorded = dict(meta['args'], train_dir=train_dir)    # where the run is now, wherever it was made
     a = settings.settled(given, recorded)
     if args.scratch and a.model_path:
-        if checkpoints.weights_file_problem(a.model_path):
-            raise DataError(checkpoints.weights_file_problem(a.model_path))
+        weights_file = checkpoints.weights_file_problem(a.model_path)
+        if weights_file:
+            raise DataError(weights_file)
         vars(a).update(inherited_from(a.model_path))
     a.scratch, a.resume, a.overwrite = args.scratch, args.resume, args.overwrite
     a.explicit_lr = args.resume and 'lr' in given
