@@ -39,9 +39,11 @@ LRN_DEPTH_RADIUS = 2      # n = 5 adjacent kernel maps: 2 on each side (Section 
 LRN_BIAS = 2.0            # k = 2
 LRN_ALPHA = 1e-4          # alpha = 10^-4, not divided by n (paper's formula, unlike Caffe)
 LRN_BETA = 0.75           # beta = 0.75
-LRN = collections.namedtuple('LRN', 'depth_radius bias alpha beta')   # TensorFlow's LRN parameters
+# TensorFlow's LRN parameters, and whether the window crosses the towers (Caffe's, below)
+LRN = collections.namedtuple('LRN', 'depth_radius bias alpha beta across_towers', defaults=(False,))
 PAPER_LRN = LRN(LRN_DEPTH_RADIUS, LRN_BIAS, LRN_ALPHA, LRN_BETA)    # the paper's n=5, k=2, alpha=1e-4, beta=0.75
-CAFFE_LRN = LRN(2, 1.0, 2e-5, 0.75)   # Caffe's scale k + alpha/n sum a^2, k=1 alpha=1e-4 n=5 (bvlc_alexnet)
+# Caffe's bvlc_alexnet: scale k + alpha/n sum a^2 with k=1, alpha=1e-4, n=5, over all 96 or 256 maps at once
+CAFFE_LRN = LRN(2, 1.0, 2e-5, 0.75, across_towers=True)
 
 DATA_FORMATS = ('NHWC', 'NCHW')   # channels last (CPUs) or first (cuDNN's native layout on GPUs)
 
@@ -121,7 +123,8 @@ def _weights(shape, init='paper'):
         return tf.compat.v1.get_variable('weights', shape, tf.float32, tf.compat.v1.zeros_initializer())
     he = math.sqrt(1.0 / fan_in) / PIXEL_STD if layer.startswith('conv1') else math.sqrt(2.0 / fan_in)
     stddev = INIT_STDDEV if init == 'paper' else he
-    initializer = tf.compat.v1.random_normal_initializer(stddev=stddev)
+    # seeded by the layer's name (and the graph's seed): the draw does not depend on the order the graph is built in
+    initializer = tf.compat.v1.random_normal_initializer(stddev=stddev, seed=zlib.crc32(layer.encode()) % 2 ** 31)
     return tf.compat.v1.get_variable('weights', shape, tf.float32, initializer)
 
 
@@ -177,7 +180,7 @@ def lrn(name, inputs, portable=False, data_format='NHWC', lrn_constants=PAPER_LR
     In NCHW the window sum is the [C, C] matrix times each image's [C, H*W] maps; TensorFlow's
     op reads NHWC only, so on a GPU in NCHW it runs between two transposes.
     """
-    radius, k, alpha, beta = LRN(*lrn_constants)     # also a list, e.g. a checkpoint JSON's "lrn"
+    radius, k, alpha, beta = LRN(*lrn_constants)[:4]     # also a list, e.g. a checkpoint JSON's "lrn"
     radius, k, alpha, beta = int(radius), float(k), float(alpha), float(beta)
     if portable or 'GPU' in inputs.device.upper():
         def op(x, op_name=None):
@@ -215,6 +218,46 @@ def lrn(name, inputs, portable=False, data_format='NHWC', lrn_constants=PAPER_LR
                 return g * p - a * window_sum(g * b / s, band_grad)
             return b, grad
         return tf.identity(normalise(inputs), name='output')
+
+
+def lrn_of(record):
+    """The LRN of a network's record (a checkpoint's JSON, or a run's settings): its "lrn" constants (the
+    paper's when none) and its "lrn_across_towers"."""
+    constants = LRN(*record['lrn'][:4]) if record.get('lrn') else PAPER_LRN
+    return constants._replace(across_towers=bool(record.get('lrn_across_towers')))
+
+
+def _channels(x, start, stop, data_format):
+    return x[:, start:stop] if data_format == 'NCHW' else x[..., start:stop]
+
+
+def tower_lrn(name, maps, devices, portable=False, data_format='NHWC', lrn_constants=PAPER_LRN):
+    """The LRN of both towers ({tower: maps} -> {tower: normalised}), each on its device.
+
+    The paper's window stays inside each tower, as on its two GPUs. Caffe's (lrn_constants.across_towers,
+    for its released weights) spans all 96 or 256 maps, so the depth_radius maps on each side of the
+    boundary see maps of the other tower: each tower then also reads the other's depth_radius maps next
+    to the boundary (cut on the other tower's device, so only those cross), normalises them with its own
+    and keeps its own, which is exactly Caffe's function."""
+    constants = LRN(*lrn_constants)
+    radius, axis, out = int(constants.depth_radius), _channel_axis(data_format), {}
+    for t, device, other_device in zip(TOWERS, devices, devices[::-1]):
+        x = maps[t]
+        if not constants.across_towers or not radius:
+            with tf.device(device):
+                out[t] = lrn(f'{name}_{t}', x, portable, data_format, constants)
+            continue
+        other, channels = maps['b' if t == 'a' else 'a'], int(x.shape[axis])
+        with tf.device(other_device), tf.name_scope(f'{name}_{t}_edge'):
+            edge = _channels(other, 0, radius, data_format) if t == 'a' else \
+                _channels(other, -radius, None, data_format)
+        with tf.device(device):
+            wide = tf.concat([x, edge] if t == 'a' else [edge, x], axis, name=f'{name}_{t}_wide')
+            normalised = lrn(f'{name}_{t}_wide_lrn', wide, portable, data_format, constants)
+            start = 0 if t == 'a' else radius
+            out[t] = tf.identity(_channels(normalised, start, start + channels, data_format),
+                                 name=f'{name}_{t}/output')
+    return out
 
 
 def max_pool(name, inputs, data_format='NHWC'):
@@ -265,7 +308,8 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     TensorFlow's LRN op rather than the faster equivalent (see lrn): for SavedModel/TFLite export.
     `data_format` lays the activations out inside: 'NHWC' or 'NCHW' (the images stay NHWC; default:
     default_data_format). It changes neither the variables nor the results (up to float rounding).
-    `lrn_constants`: the LRN's (depth_radius, bias, alpha, beta), PAPER_LRN or CAFFE_LRN (see lrn).
+    `lrn_constants`: the LRN's (depth_radius, bias, alpha, beta, across_towers), PAPER_LRN or CAFFE_LRN
+    (see lrn and tower_lrn).
     `endpoints`, a dict, receives the features of both towers: 'pool5' [batch, 2 x 6 x 6 x 128 at 227]
     (each tower's map flattened, tower a first) and 'fc7' [batch, 4096] (after ReLU, before dropout).
     """
@@ -276,18 +320,26 @@ def inference(images, num_classes=NUM_CLASSES, training=False, devices=None, dro
     devices = (devices, devices) if devices is None or isinstance(devices, str) else tuple(devices)
     fmt = check_data_format(data_format or default_data_format(devices))
     classes = split_classes(num_classes)
-    pool2, pool5, fc6, relu7, fc7, fc8 = {}, {}, {}, {}, {}, {}
+    conv1, conv2, pool2, pool5, fc6, relu7, fc7, fc8 = {}, {}, {}, {}, {}, {}, {}, {}
     if fmt == 'NCHW':
         with tf.device(devices[0]):
             images = tf.transpose(images, [0, 3, 1, 2], name='to_nchw')
 
     for t, device in zip(TOWERS, devices):      # each tower sees the whole image
         with tf.device(device):
-            x = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
-                     stride=CONV1_STRIDE, padding='VALID', init=init, data_format=fmt)
-            x = max_pool(f'pool1_{t}', lrn(f'lrn1_{t}', x, portable, fmt, lrn_constants), fmt)
-            x = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init, data_format=fmt)
-            pool2[t] = max_pool(f'pool2_{t}', lrn(f'lrn2_{t}', x, portable, fmt, lrn_constants), fmt)
+            conv1[t] = conv(f'conv1_{t}', images, CONV1_KERNEL, CONV1_FILTERS, BIAS_ZERO,
+                            stride=CONV1_STRIDE, padding='VALID', init=init, data_format=fmt)
+    norm1 = tower_lrn('lrn1', conv1, devices, portable, fmt, lrn_constants)
+
+    for t, device in zip(TOWERS, devices):
+        with tf.device(device):
+            x = max_pool(f'pool1_{t}', norm1[t], fmt)
+            conv2[t] = conv(f'conv2_{t}', x, CONV2_KERNEL, CONV2_FILTERS, BIAS_ONE, init=init, data_format=fmt)
+    norm2 = tower_lrn('lrn2', conv2, devices, portable, fmt, lrn_constants)
+
+    for t, device in zip(TOWERS, devices):
+        with tf.device(device):
+            pool2[t] = max_pool(f'pool2_{t}', norm2[t], fmt)
 
     for t, device in zip(TOWERS, devices):      # conv3 reads both towers
         with tf.device(device):

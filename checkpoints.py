@@ -38,6 +38,7 @@ DEFAULT_TRAIN_DIR = os.path.join('runs', 'alexnet')
 CLASSIFIER_VARIABLE = 'fc8_a/biases'   # in every checkpoint of the whole network, not in features/
 FEATURE_VARIABLE = 'conv1_a/weights'   # in both
 SLOT_SUFFIX = '/Momentum'              # the optimizer's state: in a run's checkpoints, not in best/ or imports
+AVERAGE_SUFFIX = '/ExponentialMovingAverage'   # --ema's average of a weight (recipe.py): used in its place
 WEIGHTS_FILES = ('.caffemodel', '.npy')   # import_weights.py's inputs, not checkpoints
 STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
 OWN_FILE = re.compile(re.escape(PREFIX) + r'-\d+(\.|_temp)')   # a checkpoint's files, or a save's leftovers
@@ -101,7 +102,7 @@ META_SCHEMA = {
     'resize_size': (_whole, 'a whole number', True),
     'mean': (_numbers(3), '3 numbers (R, G, B)', True),
     'args': (lambda v: isinstance(v, dict), 'the run\'s settings', False),
-    'schedule': (lambda v: isinstance(v, dict) and _number(v.get('rate')) and v.get('rate') > 0 and
+    'schedule': (lambda v: isinstance(v, dict) and _number(v.get('rate')) and v.get('rate') >= 0 and
                  (v.get('best') is None or _number(v['best'])) and
                  all(isinstance(v.get(k), int) and v[k] >= 0 for k in ('bad_epochs', 'drops')),
                  'the learning-rate schedule\'s state (rate, best, bad_epochs, drops)', False),
@@ -111,6 +112,7 @@ META_SCHEMA = {
              _number(v.get('budget_seconds')), 'null or the --time-budget plan', False),
     'seconds_used': (_number, 'a number of seconds', False),
     'lrn': (lambda v: v is None or _numbers(4)(v), 'null or 4 numbers (depth radius, bias, alpha, beta)', False),
+    'lrn_across_towers': (lambda v: isinstance(v, bool), 'true or false', False),
     'channel_order': (lambda v: v in ('RGB', 'BGR'), '"RGB" or "BGR"', False),
     'resize_mode': (lambda v: v in RESIZE_MODES, ' or '.join(f'"{m}"' for m in RESIZE_MODES), False),
 }
@@ -376,6 +378,13 @@ def find(train_dir=None, checkpoint=None):
     return found
 
 
+def saved_weights(prefix, variables):
+    """{name in the checkpoint: variable} to restore the model's weights: a weight's --ema average where
+    the checkpoint has one (a run's latest checkpoints; best/ holds the averages under the weights' names)."""
+    have = variable_names(prefix)
+    return {(v.op.name + AVERAGE_SUFFIX if v.op.name + AVERAGE_SUFFIX in have else v.op.name): v for v in variables}
+
+
 def weights_file_problem(model_path):
     """A one-line reason when --model_path names Caffe's weights file where a checkpoint is expected, or None."""
     if model_path.endswith(WEIGHTS_FILES) and os.path.isfile(model_path):
@@ -400,9 +409,11 @@ def warm_start(sess, model_path, class_names=None, train_layers=None):
             from None
     same_classes = class_names is None or meta.get('class_names') in (None, list(class_names))
     model_vars = tf.compat.v1.trainable_variables()
-    take = {v.op.name: v for v in model_vars if available.get(v.op.name) == v.shape.as_list() and
+    wanted = saved_weights(found, model_vars)
+    take = {name: v for name, v in wanted.items() if available.get(name) == v.shape.as_list() and
             (same_classes or not v.op.name.startswith('fc8'))}
-    skipped = sorted(v.op.name for v in model_vars if v.op.name not in take)
+    taken = {v.op.name for v in take.values()}
+    skipped = sorted(v.op.name for v in model_vars if v.op.name not in taken)
     untrained = sorted({n.split('_')[0] for n in skipped} - set(train_layers)) if train_layers else []
     if untrained:
         raise DataError(f'--train-layers leaves {", ".join(untrained)} at its random start ({model_path} has no '

@@ -27,6 +27,7 @@ import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the
 import numpy as np
 import tensorflow as tf
 
+import alexnet
 import checkpoints
 import cli
 import decoding
@@ -72,7 +73,7 @@ class Classifier:
                                                  mode=mode, num_random=num_random, seed=seed,
                                                  **preprocessing.model_input(meta))
             self.probs = evaluate.crop_probabilities(crops[None], meta['num_classes'], devices,
-                                                     evaluate.lrn_constants(meta))[0]
+                                                     alexnet.lrn_of(meta))[0]
             self.sess = tf.compat.v1.Session(config=parallel.session_config('fp32', devices))
             evaluate.restore_weights(self.sess, prefix)
 

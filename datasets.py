@@ -30,6 +30,18 @@ class Split:
     def __len__(self):
         return int(len(self.labels))
 
+    def subset(self, n, seed=0):
+        """n of its images, drawn at random once by seed and kept in their order (--val-subset): the same
+        images every time. The whole split when n is 0 or not smaller."""
+        if not n or n >= len(self):
+            return self
+        if self.records is not None:
+            raise DataError('--val-subset needs the validation images as files or arrays; TFRecord shards are '
+                            'read whole: leave --val-subset out')
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return Split(self.labels[keep], files=None if self.files is None else [self.files[i] for i in keep],
+                     images=None if self.images is None else self.images[keep])
+
 
 @dataclass
 class Dataset:

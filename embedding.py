@@ -48,7 +48,7 @@ class Extractor:
             ends = {}
             size = meta['input_size']
             alexnet.inference(tf.reshape(crops, [-1, size, size, 3]), meta['num_classes'],
-                              devices=parallel.tower_devices(devices), lrn_constants=evaluate.lrn_constants(meta),
+                              devices=parallel.tower_devices(devices), lrn_constants=alexnet.lrn_of(meta),
                               endpoints=ends)
             self.features = ends[layer]
             self.sess = tf.compat.v1.Session(config=parallel.session_config('fp32', parallel.tower_devices(devices)))

@@ -8,14 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 import alexnet
+import checkpoints
 import parallel
 import preprocessing
 import progress
-
-
-def lrn_constants(meta):
-    """The LRN constants of a checkpoint's network (imported Caffe weights record theirs), else the paper's."""
-    return alexnet.LRN(*meta['lrn']) if meta.get('lrn') else alexnet.PAPER_LRN
 
 
 def crop_probabilities(crops, num_classes, devices=None, lrn=alexnet.PAPER_LRN):
@@ -28,8 +24,10 @@ def crop_probabilities(crops, num_classes, devices=None, lrn=alexnet.PAPER_LRN):
 
 
 def restore_weights(sess, prefix):
-    """Only the model's weights, by name: works with the latest checkpoints and best/ ones alike."""
-    tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables()).restore(sess, prefix)
+    """Only the model's weights, by name (their --ema averages where a run's latest checkpoint has them):
+    works with the latest checkpoints and best/ ones alike."""
+    tf.compat.v1.train.Saver(checkpoints.saved_weights(prefix, tf.compat.v1.trainable_variables())).restore(
+        sess, prefix)
 
 
 def top_k_hits(probs, labels, k):
@@ -64,16 +62,22 @@ def run(sess, probs, labels, init_op=None, total=None, top_k=5, show_progress=Tr
                 k=min(top_k, int(probs.shape[1])))
 
 
-def validation(a, ds):
-    """Centre-crop validation of a training run (a: its settings) on the held-out split, sharing the
-    training weights: the tensors run() takes, or None without validation."""
-    if not a.validate or ds.val is None:
+def validation(a, ds, split=None, averages=None):
+    """Centre-crop validation of a training run (a: its settings) on the held-out split (or `split`, a part
+    of it), sharing the training weights, or with `averages` ({name: variable}, --ema's) in their place:
+    the tensors run() takes, or None without validation."""
+    split = split or ds.val
+    if not a.validate or split is None:
         return None
     with tf.device('/cpu:0'):
-        data = preprocessing.eval_dataset(ds.val, a.batch_size, a.input_size, ds.mean, a.resize_size,
+        data = preprocessing.eval_dataset(split, a.batch_size, a.input_size, ds.mean, a.resize_size,
                                           mode='center', seed=a.seed, **preprocessing.model_input(vars(a)))
     devices = a.devices.split(',')[:2]
     (crops, labels), init = parallel.batches_on(data, devices[0], initializable=True)
-    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
-        probs = crop_probabilities(crops, a.num_classes, devices, lrn_constants(vars(a)))
-    return dict(probs=probs, labels=labels, init=init, total=len(ds.val))
+
+    def averaged(getter, name, *args, **kwargs):
+        return averages[name] if averages and name in averages else getter(name, *args, **kwargs)
+
+    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True, custom_getter=averaged):
+        probs = crop_probabilities(crops, a.num_classes, devices, alexnet.lrn_of(vars(a)))
+    return dict(probs=probs, labels=labels, init=init, total=len(split))

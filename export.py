@@ -86,7 +86,7 @@ def outputs(crops, meta, k, names=True):
     ends = {}
     logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0',   # saved without devices, below
                                portable=True,   # TensorFlow's LRN op: TFLite has it built in
-                               lrn_constants=evaluate.lrn_constants(meta), endpoints=ends)
+                               lrn_constants=alexnet.lrn_of(meta), endpoints=ends)
     probs = tf.nn.softmax(logits)
     scores, indices = tf.math.top_k(probs, k)
     out = {'probabilities': probs, 'top_k_indices': indices}

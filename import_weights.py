@@ -49,7 +49,10 @@ the scripts that preprocess and build the graph (beside the usual keys of a trai
 run's JSON, which are filled as at step 0 of an ImageNet run):
   "source":        "caffe bvlc_alexnet (FILE NAME)"
   "lrn":           [2, 1.0, 2e-05, 0.75], alexnet.CAFFE_LRN: Caffe's alpha/n with k = 1;
-                   build the graph with alexnet.inference(..., lrn_constants=meta['lrn'])
+  "lrn_across_towers": true: Caffe's norm1 and norm2 windows span all 96 and 256 maps, so
+                   each tower's LRN also reads the other tower's 2 maps next to the boundary
+                   (alexnet.tower_lrn); build the graph with
+                   alexnet.inference(..., lrn_constants=alexnet.lrn_of(meta))
   "channel_order": "BGR": conv1 reads blue, green, red (Caffe loads images with OpenCV);
                    flip RGB images' channels before the network
   "mean":          [122.679, 116.669, 104.007], in RGB order like every "mean" of this
@@ -61,10 +64,6 @@ Other keys: dataset 'imagenet', data_dir None, class_names and class_ids from
 imagenet_classes.txt (the 1000 ILSVRC-2012 classes in sorted-WNID order, Caffe's label
 order), num_classes 1000, input_size 227, resize_size 256, step 0, epoch 0, best None,
 precision 'fp32', devices '/cpu:0,/cpu:0', args (settings.DEFAULTS, for such a run).
-
-One departure is not a constant: Caffe's norm1 and norm2 windows span all 96 and 256
-maps, while this project's towers normalise their own 48 and 128 (the paper's two GPUs),
-so the two maps on each side of the tower boundary see a slightly different sum.
 
 train_dir must hold no checkpoint (--overwrite deletes the run there, as train.py -scratch
 --overwrite does, once the new checkpoint is ready); the new one is written in a temporary
@@ -277,19 +276,20 @@ def read_classes(path=CLASSES_FILE):
 
 def build_meta(source, train_dir):
     """The checkpoint's JSON: a training run's keys (as train.py's Trainer.meta writes them, at step 0)
-    plus source, lrn, channel_order, mean and resize_mode (see the module docstring)."""
+    plus source, lrn, lrn_across_towers, channel_order, mean and resize_mode (see the module docstring)."""
     wnids, names = read_classes()
     # settings.DEFAULTS: the args every run records
     args = dict(settings.DEFAULTS, dataset='imagenet', data_dir=None, train_dir=train_dir,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE, devices=DEVICES,
-                precision='fp32', lrn=list(alexnet.CAFFE_LRN), channel_order=CHANNEL_ORDER, resize_mode=RESIZE_MODE,
+                precision='fp32', lrn=list(alexnet.CAFFE_LRN[:4]), lrn_across_towers=True,
+                channel_order=CHANNEL_ORDER, resize_mode=RESIZE_MODE,
                 mean=list(CAFFE_MEAN_RGB))
     schedule = LearningRate.of(argparse.Namespace(**args)).state()   # as at a run's step 0
     return dict(args=args, dataset='imagenet', data_dir=None, class_names=names, class_ids=wnids,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE,
                 mean=list(CAFFE_MEAN_RGB), epoch=0, steps_per_epoch=ILSVRC_TRAIN_IMAGES // args['batch_size'],
                 learning_rate=args.get('lr'), schedule=schedule, best=None, precision='fp32', devices=DEVICES,
-                step=0, source=source, lrn=list(alexnet.CAFFE_LRN), channel_order=CHANNEL_ORDER,
+                step=0, source=source, lrn=list(alexnet.CAFFE_LRN[:4]), lrn_across_towers=True, channel_order=CHANNEL_ORDER,
                 resize_mode=RESIZE_MODE, plan=None, seconds_used=0.0)
 
 

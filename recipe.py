@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 import tensorflow as tf
 
 import alexnet
+import checkpoints
 import parallel
 from datasets import DataError
 
@@ -41,13 +42,15 @@ class Recipe:
     label_smoothing: float = 0.0
     seed: int = 0                      # dropout masks are a function of (seed, replica, step)
     data_format: str = None            # alexnet.DATA_FORMATS; None: by device
-    lrn: tuple = None                  # the LRN's constants (alexnet.LRN); None: the paper's
+    lrn: tuple = None                  # the LRN (alexnet.LRN, alexnet.lrn_of); None: the paper's
     train_layers: str = None           # e.g. 'fc7,fc8': only these layers are updated; None: all
+    ema: float = 0.0                   # decay of the weights' moving average (0: none; a departure)
 
     @classmethod
     def of(cls, settings):
         """The Recipe of an object with these names as attributes (train.py's settled flags)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+        values = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name != 'lrn'}
+        return cls(lrn=alexnet.lrn_of(vars(settings)), **values)
 
 
 def _in_fp32(gradient):
@@ -149,6 +152,24 @@ def _loss_scale():
     return scale, good_steps
 
 
+def _averaged_after(train_op, variables, decay, global_step):
+    """train_op, then --ema's update of each weight's moving average (a variable beside it, named
+    weight + checkpoints.AVERAGE_SUFFIX): average = d * average + (1 - d) * weight, with d = min(decay, (1 + s) / (10 + s))
+    at step s (after the update), so that early averages do not remember the random start (TensorFlow's
+    ExponentialMovingAverage with num_updates, as its cifar10 tutorial used)."""
+    with tf.control_dependencies([train_op]):
+        step = tf.identity(global_step.read_value())
+        average = tf.compat.v1.train.ExponentialMovingAverage(decay, num_updates=step,
+                                                              name=checkpoints.AVERAGE_SUFFIX.strip('/'))
+        return average.apply(variables)
+
+
+def averages():
+    """{weight's name: its --ema moving average} in this graph (empty without --ema)."""
+    suffix = checkpoints.AVERAGE_SUFFIX
+    return {v.op.name[:-len(suffix)]: v for v in tf.compat.v1.global_variables() if v.op.name.endswith(suffix)}
+
+
 def build_train_op(recipe, images, labels, global_step, learning_rate, wrap_optimizer=None):
     """(train_op, loss, accuracy [top-1, top-k]) (k = 5, or the class count if fewer): one momentum update
     with weight decay from the averaged gradients of every replica (Section 5). wrap_optimizer (e.g. a
@@ -177,6 +198,8 @@ def build_train_op(recipe, images, labels, global_step, learning_rate, wrap_opti
     if scale is not None:
         with tf.control_dependencies([train_op]):
             train_op = tf.group(tf.compat.v1.assign(scale, new_scale), tf.compat.v1.assign(good_steps, new_good))
+    if recipe.ema:
+        train_op = _averaged_after(train_op, variables, recipe.ema, global_step)
     n = len(grads)
     mean = (lambda xs: tf.add_n(xs) / n) if n > 1 else (lambda xs: xs[0])
     return train_op, mean(xents), mean(accuracies)

@@ -142,6 +142,9 @@ SETTINGS = [
     S('warmup_epochs', 0.0, 'onecycle: epochs of linear warm-up', check=finite),
     S('label_smoothing', 0.0, 'share of each target spread over all classes (0: the paper\'s plain '
       'cross-entropy; a departure, see docs/departures.md)', check=finite_and(fraction)),
+    S('ema', 0.0, 'decay of a moving average of the weights, kept beside them and used in their place by '
+      'validation, best/ and every script that reads the run, e.g. 0.999 (0: off; a departure, see '
+      'docs/departures.md)', check=finite_and(fraction), resume=FIXED),
     S('seed', 0, 'seed for data order, augmentation, dropout and init', check=not_negative, resume=FIXED),
     S('time_budget', None, 'plan the run to end inside this wall-clock time, e.g. 55m or 1.5h: the first epoch is '
       'measured, then the number of steps is fixed (kept by -resume) and one-cycle ends there; --epochs is then '
@@ -161,6 +164,8 @@ SETTINGS = [
     # validation, checkpoints, logs
     S('validate', None, 'validate every epoch', flags=('-v', '--validate'), kind=bool,
       action=argparse.BooleanOptionalAction, shown_default='on when a validation set exists'),
+    S('val_subset', 0, 'validate on this many held-out images, the same ones every epoch, and on all of them at '
+      'the last epoch, which alone chooses best/ (0: all of them every epoch)', check=not_negative),
     S('save_minutes', 10.0, 'save the latest checkpoint every N minutes', check=finite_and(positive)),
     S('save_steps', 0, 'also save every N steps (0: off)', check=not_negative),
     S('keep', 3, 'latest checkpoints to keep', check=at_least(1)),
@@ -169,6 +174,7 @@ SETTINGS = [
     S('log_steps', 20, 'TensorBoard training scalars every N steps', check=at_least(1)),
     # what the network expects of its input: no flag, inherited from --model_path (imported Caffe weights differ)
     S('lrn', None, flags=(), kind=list),
+    S('lrn_across_towers', False, flags=()),
     S('channel_order', 'RGB', flags=()),
     S('resize_mode', 'shorter', flags=()),
     S('mean', None, flags=(), kind=list),
@@ -292,6 +298,9 @@ def check(a):
     a.replicas = len(a.devices.split(',')) // 2
     if a.batch_size % a.replicas:
         raise DataError(f'--batch-size {a.batch_size} does not split evenly over {a.replicas} replicas')
+    if a.ema and a.job_name:
+        raise DataError('--ema averages the weights of a run on one machine: leave it out of a cluster run '
+                        '(--job-name)')
     if a.time_budget and a.job_name:
         raise DataError('--time-budget plans a run on one machine: leave it out of a cluster run (--job-name)')
     if a.resize_size is None:

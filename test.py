@@ -14,6 +14,7 @@ import sys
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import tensorflow as tf
 
+import alexnet
 import checkpoints
 import cli
 import data
@@ -94,7 +95,7 @@ def evaluate_checkpoint(a):
         with tf.device('/cpu:0'):
             data = eval_data(split, meta, a)
             crops, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
-        probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices, evaluate.lrn_constants(meta))
+        probs = evaluate.crop_probabilities(crops, meta['num_classes'], devices, alexnet.lrn_of(meta))
         with tf.compat.v1.Session(config=parallel.session_config(a.precision, devices)) as sess:
             evaluate.restore_weights(sess, prefix)
             r = evaluate.run(sess, probs, labels, total=len(split), top_k=a.top_k,

@@ -81,7 +81,7 @@ def settle_args(args):
     return settings.check(a), meta
 
 
-INHERITED = ('lrn', 'channel_order', 'resize_mode')   # what a network expects of its input, kept by fine-tuning
+INHERITED = ('lrn', 'lrn_across_towers', 'channel_order', 'resize_mode')   # what a network expects of its input, kept by fine-tuning
 
 
 def inherited_from(model_path):

@@ -176,13 +176,16 @@ class Trainer:
         self.k = min(5, a.num_classes)
         with tf.control_dependencies([self.train_op]):
             self.step_after = tf.identity(self.global_step.read_value())   # other workers may add steps
-        self.validation = evaluate.validation(a, ds)
+        averages = recipe.averages()            # --ema's: validation and best/ use them in the weights' place
+        self.validation = evaluate.validation(a, ds, averages=averages)
+        subset = ds.val.subset(a.val_subset, a.seed) if ds.val is not None else None
+        self.quick_validation = subset is not ds.val and evaluate.validation(a, ds, subset, averages)
         self.epoch_summary = self.summaries(images, ds.mean)
-        weights = tf.compat.v1.trainable_variables()
+        weights = {v.op.name: averages.get(v.op.name, v) for v in tf.compat.v1.trainable_variables()}
         self.saver = tf.compat.v1.train.Saver(max_to_keep=None)
-        self.best_saver = tf.compat.v1.train.Saver(weights + [self.global_step], max_to_keep=None)
+        self.best_saver = tf.compat.v1.train.Saver(dict(weights, global_step=self.global_step), max_to_keep=None)
         self.feature_saver = tf.compat.v1.train.Saver(
-            [v for v in weights if v.op.name.split('_')[0] in alexnet.FEATURE_LAYERS], max_to_keep=None)
+            {k: v for k, v in weights.items() if k.split('_')[0] in alexnet.FEATURE_LAYERS}, max_to_keep=None)
 
     def summaries(self, images, mean):
         """The first step of each epoch logs 4 input images (and, with --histograms, every weight's)."""
@@ -238,7 +241,8 @@ class Trainer:
                     input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
                     epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
                     learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
-                    precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN),
+                    precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN)[:4],
+                    lrn_across_towers=bool(a.lrn_across_towers),
                     channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.budget.plan,
                     seconds_used=round(self.budget.used(), 1))
 
@@ -337,7 +341,7 @@ class Trainer:
         self.last_save = time.time()
         try:
             while self.step < self.last_step() and not self.stop.signal:
-                self.run_epoch(self.last_step())
+                self.run_epoch()
         except stopping.StepBlocked as e:
             self.abandon(e)
         if (self.stop.signal or self.step % spe) and self.place.is_chief:
@@ -354,13 +358,14 @@ class Trainer:
         total = self.budget.plan['total_steps'] if self.budget.plan else self.a.epochs * self.steps_per_epoch
         return min(total, self.a.max_steps or total)
 
-    def run_epoch(self, last_step):
-        """Steps until the epoch ends, last_step is reached or a signal asks to stop; then the epoch's end."""
+    def run_epoch(self):
+        """Steps until the epoch ends, the last step is reached (a --time-budget plan may move it during the
+        epoch) or a signal asks to stop; then the epoch's end."""
         a, spe = self.a, self.steps_per_epoch
         epoch = Epoch(self.step // spe)
         bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
         try:
-            while self.step < last_step and not self.stop.signal and not self.budget.spent_before_plan():
+            while self.step < self.last_step() and not self.stop.signal and not self.budget.spent_before_plan():
                 tic, before = time.time(), self.step
                 out = self.step_once(with_summary=not epoch.losses and self.place.is_chief)
                 spent = time.time() - tic
@@ -396,10 +401,12 @@ class Trainer:
         v = self.validate()
         improved = False
         if v:
-            values.update({'val/loss': v['loss'], 'val/top1': v['top1'], f'val/top{v["k"]}': v['topk']})
-            line += f' | val loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
-            improved = self.track_best(v)
-        line += self.adjust_rate(values.get('val/top1'))
+            tag = 'val' if v['whole'] else 'val_subset'
+            values.update({f'{tag}/loss': v['loss'], f'{tag}/top1': v['top1'], f'{tag}/top{v["k"]}': v['topk']})
+            line += ' | val' if v['whole'] else f' | val ({v["count"]} images)'
+            line += f' loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
+            improved = v['whole'] and self.track_best(v)
+        line += self.adjust_rate(v and v['top1'])
         scalars(self.writer, self.step, values)
         self.writer.flush()
         self.save_epoch(improved)
@@ -421,11 +428,14 @@ class Trainer:
         return line, values
 
     def validate(self):
-        """Validation figures (evaluate.run's dict), or None without a validation split."""
-        if not self.validation:
+        """Validation figures (evaluate.run's dict, and whole: on the whole split), or None without a
+        validation split. With --val-subset, on the subset but at the run's last step."""
+        whole = not self.quick_validation or self.step >= self.last_step()
+        v = self.validation if whole else self.quick_validation
+        if not v:
             return None
-        v = self.validation
-        return evaluate.run(self.sess, v['probs'], v['labels'], v['init'], total=v['total'], desc='validation')
+        figures = evaluate.run(self.sess, v['probs'], v['labels'], v['init'], total=v['total'], desc='validation')
+        return dict(figures, whole=whole)
 
     def track_best(self, v):
         """True (and self.best updated) when this validation top-1 is the run's best."""

@@ -173,6 +173,49 @@ def test_normalisation_is_the_papers_formula():
     np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, rtol=1e-4)
 
 
+def test_lrn_of_a_checkpoint():
+    assert alexnet.lrn_of({}) == alexnet.PAPER_LRN
+    assert alexnet.lrn_of({'lrn': [2, 1.0, 2e-05, 0.75], 'lrn_across_towers': True}) == alexnet.CAFFE_LRN
+    assert alexnet.lrn_of({'lrn': [2, 1.0, 2e-05, 0.75]}) == alexnet.CAFFE_LRN._replace(across_towers=False)
+
+
+@pytest.mark.slow
+def test_lrn_across_towers_is_one_lrn_over_all_maps_and_only_the_edge_maps_cross():
+    """Caffe's LRN (alexnet.CAFFE_LRN, across_towers): each tower's output equals its half of one LRN over
+    both towers' maps, in NHWC and NCHW, with the fast LRN and TensorFlow's op, values and gradients;
+    on two devices only depth_radius maps travel each way. The paper's (PAPER_LRN) stays per tower."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 60, size=(2, 3, 3, 96)).astype(np.float64)
+    caffe = alexnet.CAFFE_LRN
+    k, n, alpha, beta = caffe.bias, 2 * caffe.depth_radius + 1, caffe.alpha, caffe.beta   # TensorFlow's alpha: Caffe's / n
+    whole, halves = paper_lrn(a, k, n, alpha, beta), np.concatenate(
+        [paper_lrn(a[..., :48], k, n, alpha, beta), paper_lrn(a[..., 48:], k, n, alpha, beta)], -1)
+    assert np.abs(whole - halves)[..., 46:50].max() > 1e-2 * np.abs(whole).max()    # the boundary differs
+    results = {}
+    for fmt in ('NHWC', 'NCHW'):
+        for portable in (False, True):
+            for constants, want in ((caffe, whole), (caffe._replace(across_towers=False), halves)):
+                graph = tf.Graph()
+                with graph.as_default():
+                    x = tf.constant(a.astype(np.float32) if fmt == 'NHWC' else a.transpose(0, 3, 1, 2).astype(np.float32))
+                    maps = dict(zip('ab', tf.split(x, 2, axis=-1 if fmt == 'NHWC' else 1)))
+                    out = alexnet.tower_lrn('lrn1', maps, TWO_CPUS, portable, fmt, constants)
+                    y = tf.concat([out['a'], out['b']], -1 if fmt == 'NHWC' else 1)
+                    grad = tf.gradients(tf.reduce_sum(y * tf.sin(x)), x)[0]
+                    with two_cpu_session(graph) as sess:
+                        got, g = sess.run([y, grad])
+                    crossing = [op for op in graph.get_operations() if op.type == 'StridedSlice' and
+                                '_edge' in op.name and op.device.endswith('CPU:1')]
+                if fmt == 'NCHW':
+                    got, g = got.transpose(0, 2, 3, 1), g.transpose(0, 2, 3, 1)
+                np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f'{fmt} portable={portable}')
+                results[fmt, portable, constants.across_towers] = g
+                if constants.across_towers:      # tower a reads b's first 2 maps, cut where b lives
+                    assert len(crossing) == 1 and crossing[0].outputs[0].shape[-1 if fmt == 'NHWC' else 1] == 2
+    for key, g in results.items():
+        np.testing.assert_allclose(g, results['NHWC', True, key[2]], rtol=1e-3, atol=1e-4, err_msg=str(key))
+
+
 @pytest.mark.slow
 def test_initialisation_statistics():
     graph, _, _ = build(input_size=227, num_classes=1000)
@@ -276,7 +319,7 @@ def test_fast_normalisation_with_other_constants_matches_tensorflows_op(constant
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         x = tf.constant(a)
         fast = from_fmt(alexnet.lrn('lrn', to_fmt(x), data_format=data_format, lrn_constants=constants))
-        ref = tf.nn.local_response_normalization(x, *constants)
+        ref = tf.nn.local_response_normalization(x, *constants[:4])
         grads = [tf.gradients(o, x, grad_ys=tf.constant(g))[0] for o in (fast, ref)]
         fast, ref, (fast_grad, ref_grad) = sess.run([fast, ref, grads])
         paper = sess.run(alexnet.lrn('paper', x))
@@ -297,7 +340,7 @@ def test_inference_passes_the_lrn_constants_to_every_lrn():
         assert len(ops) == 4
         for op in ops:
             got = alexnet.LRN(*(op.get_attr(k) for k in ('depth_radius', 'bias', 'alpha', 'beta')))
-            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=op.name)
+            np.testing.assert_allclose(got[:4], want[:4], rtol=1e-6, err_msg=op.name)
     assert alexnet.CAFFE_LRN.alpha * (2 * alexnet.CAFFE_LRN.depth_radius + 1) == pytest.approx(1e-4)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 import datasets
 import preprocessing
 from conftest import REPO
-from datasets import DataError
+from datasets import DataError, Split
 from helpers import FOLDER_CLASSES as CLASSES, FOLDER_COLOURS as COLOURS, make_folder
 
 def test_load_folder_with_val_and_test_folders(tmp_path):
@@ -104,3 +104,19 @@ def test_make_demo_takes_the_first_files_of_each_class_unchanged(tmp_path):
     assert found == ['test/a/0000.jpg', 'test/b/0000.jpg', 'train/a/0000.jpg', 'train/a/0001.jpg',
                      'train/b/0000.jpg', 'train/b/0001.jpg']
     assert (out / 'train/b/0001.jpg').read_bytes() == b'train b 1'
+
+
+def test_a_validation_subset_is_the_same_images_every_time_and_drawn_from_all_of_them():
+    labels = np.repeat(np.arange(4), 25)                  # sorted by class, as a class-folder val split is
+    split = Split(labels, files=[f'{c}/{i}.png' for c, i in zip(labels, range(100))])
+    first, again = split.subset(20, seed=3), split.subset(20, seed=3)
+    assert first.files == again.files and len(first) == 20 and first.files == sorted(first.files, key=split.files.index)
+    assert set(first.labels) == {0, 1, 2, 3}              # not the first 20 (one class)
+    assert [split.labels[split.files.index(f)] for f in first.files] == list(first.labels)
+    assert split.subset(20, seed=4).files != first.files
+    assert split.subset(0) is split and split.subset(100) is split
+    images = np.arange(100 * 2 * 2 * 3, dtype=np.uint8).reshape(100, 2, 2, 3)
+    arrays = Split(labels, images=images).subset(20, seed=3)
+    np.testing.assert_array_equal(arrays.images, images[[split.files.index(f) for f in first.files]])
+    with pytest.raises(DataError, match='TFRecord shards are read whole'):
+        Split(labels, records=['a.tfrecord']).subset(20)

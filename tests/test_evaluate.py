@@ -1,7 +1,6 @@
-"""evaluate.py: top-k counts with ties, and the LRN constants a checkpoint records."""
+"""evaluate.py: top-k counts with ties."""
 import numpy as np
 
-import alexnet
 import evaluate
 
 
@@ -14,6 +13,3 @@ def test_top_k_hits_count_ties_by_the_lower_index():
     assert evaluate.top_k_hits(probs, labels, 10).all()                               # k above the classes
 
 
-def test_lrn_constants_of_a_checkpoint():
-    assert evaluate.lrn_constants({}) == alexnet.PAPER_LRN
-    assert evaluate.lrn_constants({'lrn': [2, 1.0, 2e-05, 0.75]}) == alexnet.CAFFE_LRN

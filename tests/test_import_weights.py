@@ -207,12 +207,13 @@ def random_crops(count=3, seed=1):
     return np.stack(crops)
 
 
-def project_forward(prefix, x_bgr_nhwc, meta):
-    """The imported checkpoint in this project's graph: probabilities and both towers' LRN1 outputs."""
+def project_forward(prefix, x_bgr_nhwc, meta, portable=False):
+    """The imported checkpoint in this project's graph (the LRN its JSON says; TensorFlow's LRN op with
+    portable): probabilities and both towers' LRN1 outputs."""
     with tf.Graph().as_default():
         images = tf.compat.v1.placeholder(tf.float32, [None, 227, 227, 3])
-        logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0',
-                                   lrn_constants=alexnet.LRN(*meta['lrn']))
+        logits = alexnet.inference(images, meta['num_classes'], devices='/cpu:0', portable=portable,
+                                   lrn_constants=alexnet.lrn_of(meta))
         probs = tf.nn.softmax(logits)
         graph = tf.compat.v1.get_default_graph()
         lrn1 = tf.concat([graph.get_tensor_by_name(f'lrn1_{t}/output:0') for t in 'ab'], axis=-1)
@@ -285,7 +286,8 @@ def test_every_encoding_gives_identical_variables(files, weights):
 @pytest.mark.slow
 def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, capsys):
     """A full import (over existing checkpoints, with --overwrite): the JSON of a training run plus
-    Caffe's keys; probabilities equal a NumPy Caffe forward pass within 1e-4."""
+    Caffe's keys; probabilities equal a NumPy forward pass of Caffe's network (its LRN over all maps)
+    within 1e-4, with the fast LRN and with TensorFlow's op."""
     train_dir = tmp_path / 'runs' / 'bvlc_alexnet'
     for folder in (train_dir, train_dir / 'best'):     # an older run's checkpoints
         folder.mkdir(parents=True, exist_ok=True)
@@ -315,6 +317,7 @@ def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, c
     assert set(meta['args']) == set(defaults)
     assert meta['source'] == 'caffe bvlc_alexnet (v1.caffemodel)'
     assert meta['lrn'] == [2, 1.0, 2e-05, 0.75] and meta['channel_order'] == 'BGR'
+    assert meta['lrn_across_towers'] is True
     assert meta['mean'] == [122.679, 116.669, 104.007] and meta['resize_mode'] == 'warp'
     assert (meta['dataset'], meta['data_dir'], meta['num_classes'], meta['input_size'], meta['resize_size']) == \
         ('imagenet', None, 1000, 227, 256)
@@ -332,22 +335,29 @@ def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, c
     got, norm1 = project_forward(prefix, x_bgr, meta)
     x_nchw = (rgb[..., ::-1] - MEAN_BGR).transpose(0, 3, 1, 2)     # Caffe's way: BGR image minus its BGR mean
     np.testing.assert_allclose(x_nchw.transpose(0, 2, 3, 1), x_bgr, atol=1e-9)
-    want, _ = caffe_forward(x_nchw, weights, lrn_span='towers')
+    want, caffe_norm1 = caffe_forward(x_nchw, weights)
     assert want.max() > 0.05 and (want.max(axis=1) / want.min(axis=1)).min() > 100   # not near-uniform
+    scale = np.abs(caffe_norm1).max()
+    assert scale > 20                     # conv1 responses where Caffe's LRN divides by tens of percent
+    np.testing.assert_allclose(norm1, caffe_norm1, rtol=0, atol=1e-5 * scale)         # maps 46-49 too
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
-    wrong, _ = caffe_forward(x_nchw, weights, lrn_span='towers', pool5_order='hwc')
+    portable, _ = project_forward(prefix, x_bgr, meta, portable=True)                 # TensorFlow's LRN op
+    np.testing.assert_allclose(portable, want, rtol=0, atol=1e-4)
+    wrong, _ = caffe_forward(x_nchw, weights, pool5_order='hwc')
     assert np.abs(wrong - want).max() > 100 * 1e-4       # the comparison would catch fc6's row order
 
-    # Caffe's own LRN spans both towers: only the 2 + 2 maps at the boundary differ
-    caffe, caffe_norm1 = caffe_forward(x_nchw, weights)
+    # the key off: each tower normalises its own maps, as the paper's towers; only maps 46-49 differ
+    towers, tower_norm1 = project_forward(prefix, x_bgr, dict(meta, lrn_across_towers=False))
+    reference, _ = caffe_forward(x_nchw, weights, lrn_span='towers')
+    np.testing.assert_allclose(towers, reference, rtol=0, atol=1e-4)
     boundary = [46, 47, 48, 49]
     inside = [c for c in range(96) if c not in boundary]
-    scale = np.abs(caffe_norm1).max()
-    np.testing.assert_allclose(norm1[:, inside], caffe_norm1[:, inside], rtol=0, atol=1e-5 * scale)
-    assert np.abs(norm1[:, boundary] - caffe_norm1[:, boundary]).max() > 1e-3 * scale
-    print(f'\nprobabilities: max |difference| {np.abs(got - want).max():.1e} from Caffe with tower LRNs, '
-          f'{np.abs(got - caffe).max():.1e} from Caffe\'s all-channel LRN '
-          f'(same top-1 {np.mean(got.argmax(1) == caffe.argmax(1)):.0%})')
+    np.testing.assert_allclose(tower_norm1[:, inside], caffe_norm1[:, inside], rtol=0, atol=1e-5 * scale)
+    assert np.abs(tower_norm1[:, boundary] - caffe_norm1[:, boundary]).max() > 1e-3 * scale
+    assert np.abs(reference - want).max() > 10 * 1e-4    # the 1e-4 comparison above tells the two apart
+    print(f'\nprobabilities: max |difference| {np.abs(got - want).max():.1e} from Caffe (LRN across the towers), '
+          f'{np.abs(towers - want).max():.1e} with each tower\'s own LRN '
+          f'(same top-1 {np.mean(towers.argmax(1) == want.argmax(1)):.0%})')
 
 
 @pytest.mark.slow
@@ -508,7 +518,8 @@ def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(fi
     assert train.main(['-scratch', '--model_path', str(imported), '--train-layers', 'fc7,fc8', '--max-steps', '2',
                        *common]) == 0
     prefix, meta = checkpoints.latest(str(tuned))
-    assert (meta['lrn'], meta['channel_order'], meta['resize_mode']) == ([2, 1.0, 2e-05, 0.75], 'BGR', 'warp')
+    assert (meta['lrn'], meta['lrn_across_towers'], meta['channel_order'], meta['resize_mode']) == \
+        ([2, 1.0, 2e-05, 0.75], True, 'BGR', 'warp')
     assert meta['mean'] == [122.679, 116.669, 104.007] and meta['num_classes'] == 3
     after = checkpoint_arrays(prefix)
     for name, value in source.items():
@@ -521,6 +532,7 @@ def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(fi
     assert train.main(['-resume', '--train-dir', str(tuned), '--max-steps', '3']) == 0
     prefix, meta = checkpoints.latest(str(tuned))
     assert meta['step'] == 3 and meta['lrn'] == [2, 1.0, 2e-05, 0.75] and meta['channel_order'] == 'BGR'
+    assert meta['args']['lrn_across_towers'] and meta['lrn_across_towers']
     again = checkpoint_arrays(prefix)
     np.testing.assert_array_equal(again['conv1_a/weights'], source['conv1_a/weights'])
     assert train.main(['-scratch', '--model_path', str(imported), '--train-layers', 'fc9', *common[:4],

@@ -129,3 +129,34 @@ def test_bf16_steps_keep_the_weight_decay_and_the_update_in_fp32():
         assert dtype[update.name] == tf.float32.as_datatype_enum
         if '/weights/' in update.name:                             # g + wd * w, summed in fp32, not cast after
             assert grad.op == 'AddV2' and dtype[grad.name] == tf.float32.as_datatype_enum, (update.name, grad.name)
+
+
+@pytest.mark.slow
+def test_ema_is_the_hand_computed_average_of_the_steps_weights():
+    """--ema: after each step, average = d * average + (1 - d) * weight, d = min(decay, (1 + s) / (10 + s)),
+    starting from the weights' initial values; checked against the weights each step left."""
+    decay, steps = 0.9, 4
+    a = recipe.Recipe(seed=0, num_classes=CLASSES, devices='/cpu:0,/cpu:1', init='he', batch_size=BATCH,
+                      dropout=0.0, ema=decay)
+    rng = np.random.default_rng(1)
+    images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)
+    labels = rng.integers(0, CLASSES, BATCH)
+    with tf.Graph().as_default():
+        step = tf.compat.v1.train.get_or_create_global_step()
+        train_op, _, _ = recipe.build_train_op(a, tf.constant(images), tf.constant(labels), step, 0.01)
+        averages = recipe.averages()
+        weights = {v.op.name: v for v in tf.compat.v1.trainable_variables()}
+        assert sorted(averages) == sorted(weights) and len(weights) == 32     # 8 layers x 2 towers x w, b
+        with tf.compat.v1.Session(config=parallel.session_config('fp32', ['/cpu:0', '/cpu:1'])) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            expected = sess.run(weights)
+            for s in range(1, steps + 1):
+                sess.run(train_op)
+                now = sess.run(weights)
+                d = min(decay, (1 + s) / (10 + s))
+                expected = {k: d * expected[k] + (1 - d) * now[k] for k in now}
+            got = sess.run(averages)
+        assert averages['conv1_a/weights'].device == weights['conv1_a/weights'].device    # beside its weight
+    for name in weights:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert not np.allclose(got['fc8_a/weights'], now['fc8_a/weights'])      # an average, not the weights

@@ -439,3 +439,42 @@ def test_time_budget_plans_at_epoch_ends_and_resume_continues_the_plan(tree, tmp
     with pytest.raises(SystemExit):
         run_train('-scratch', '--time-budget', 'soon', *common)
     assert 'give a duration such as 55m' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ema_and_val_subset(small_tree, tmp_path, capsys, monkeypatch):
+    """--val-subset: the same few images each epoch, all of them at the last, which alone makes best/;
+    --ema: validation, best/ and the scripts use the weights' averages (kept in the latest checkpoint)."""
+    import evaluate
+    seen, run = [], evaluate.run
+
+    def recording(sess, probs, labels, init_op=None, **kw):
+        sess.run(init_op)
+        got = []
+        while True:
+            try:
+                got += list(sess.run(labels))
+            except tf.errors.OutOfRangeError:
+                break
+        seen.append(got)
+        return run(sess, probs, labels, init_op, **kw)
+
+    monkeypatch.setattr(evaluate, 'run', recording)
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', small_tree, '--train-dir', run_dir,
+                     '--epochs', 3, '--ema', 0.9, '--val-subset', 6, *SMALL) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('epoch ')]
+    assert ['val (6 images)' in line for line in lines] == [True, True, False] and '| val loss' in lines[2]
+    assert len(seen) == 3 and seen[0] == seen[1] and len(seen[0]) == 6 and len(seen[2]) == 16
+    tags = events(str(run_dir))
+    assert [s for s, _ in tags['val_subset/top1']] == [2, 4] and [s for s, _ in tags['val/top1']] == [6]
+    best_prefix, best_meta = checkpoints.latest(str(run_dir / 'best'))
+    assert best_meta['step'] == 6 and best_meta['best']['top1'] == tags['val/top1'][0][1]
+    latest_prefix = checkpoints.latest(str(run_dir))[0]
+    latest, best = variables(latest_prefix), variables(best_prefix)
+    for name in ('conv1_a/weights', 'fc8_b/biases'):
+        np.testing.assert_array_equal(best[name], latest[name + checkpoints.AVERAGE_SUFFIX])
+        assert not np.allclose(best[name], latest[name])
+    with tf.Graph().as_default():
+        weights = [tf.compat.v1.get_variable('fc8_b/biases', [2])]
+        assert list(checkpoints.saved_weights(latest_prefix, weights)) == ['fc8_b/biases' + checkpoints.AVERAGE_SUFFIX]
