@@ -4,7 +4,8 @@
     python curves.py runs/demo --title "demo dataset, 2-core CPU"
 
 Reads the scalars train.py writes (train/epoch_loss, train/epoch_top1 at the end of
-each epoch, val/loss, val/top1, and train/loss every --log-steps steps) and draws
+each epoch, val/loss, val/top1 (val_subset/... with --val-subset), and train/loss every
+--log-steps steps) and draws
 them against epochs. A resumed run has several event files: a step logged twice
 (before a crash and again after the resume) keeps its last value.
 """
@@ -19,7 +20,8 @@ import tensorflow as tf
 import checkpoints
 from datasets import DataError
 
-EPOCH_TAGS = ('train/epoch_loss', 'train/epoch_top1', 'val/loss', 'val/top1')
+EPOCH_TAGS = ('train/epoch_loss', 'train/epoch_top1', 'val/loss', 'val/top1',
+              'val_subset/loss', 'val_subset/top1')        # the last two: train.py --val-subset's epochs
 STEP_TAG = 'train/loss'
 
 
@@ -73,7 +75,9 @@ def plot(lines, path, title):
     if STEP_TAG in lines:
         left.plot(*lines[STEP_TAG], color='tab:blue', alpha=0.25, linewidth=0.8, label='train (steps)')
     styles = {'train/epoch_loss': (left, 'tab:blue', 'train'), 'val/loss': (left, 'tab:orange', 'validation'),
-              'train/epoch_top1': (right, 'tab:blue', 'train'), 'val/top1': (right, 'tab:orange', 'validation')}
+              'train/epoch_top1': (right, 'tab:blue', 'train'), 'val/top1': (right, 'tab:orange', 'validation'),
+              'val_subset/loss': (left, 'tab:green', 'validation subset'),
+              'val_subset/top1': (right, 'tab:green', 'validation subset')}
     for tag, (axis, color, label) in styles.items():
         if tag in lines:
             epochs, values = lines[tag]

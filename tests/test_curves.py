@@ -28,7 +28,8 @@ def test_curves_from_a_resumed_run(tmp_path, capsys):
                             (20, epoch(9.9, 0.9, 9.9, 0.9))])           # epoch 2 logged, then a crash
     import time
     time.sleep(1.1)                                                       # a later file: the resumed run
-    write_events(tmp_path, [(20, epoch(1.8, 0.3, 1.9, 0.35)), (30, epoch(1.5, 0.45, 1.7, 0.4))])
+    write_events(tmp_path, [(20, epoch(1.8, 0.3, 1.9, 0.35)), (30, epoch(1.5, 0.45, 1.7, 0.4)),
+                            (30, {'val_subset/top1': 0.5})])                # --val-subset's
     checkpoints.write_json_atomic(str(tmp_path / 'model.ckpt-30.json'), {'steps_per_epoch': 10})
     for suffix in ('index', 'data-00000-of-00001'):     # an (empty) complete checkpoint
         (tmp_path / f'model.ckpt-30.{suffix}').write_bytes(b'')
@@ -37,6 +38,7 @@ def test_curves_from_a_resumed_run(tmp_path, capsys):
     assert lines['val/top1'][0] == [1, 2, 3]
     np.testing.assert_allclose(lines['val/top1'][1], [0.15, 0.35, 0.4])   # the resumed value wins
     np.testing.assert_allclose(lines['train/loss'][1], [2.3])
+    assert lines['val_subset/top1'] == ([3], [0.5])
 
     out = tmp_path / 'plots' / 'c.png'
     assert curves.main([str(tmp_path), '-o', str(out), '--title', 'test run']) == 0
