@@ -227,6 +227,12 @@ def lrn_of(record):
     return constants._replace(across_towers=bool(record.get('lrn_across_towers')))
 
 
+def lrn_record(constants):
+    """lrn_of's inverse: the keys a checkpoint's JSON records of an LRN."""
+    constants = LRN(*constants)
+    return dict(lrn=list(constants[:4]), lrn_across_towers=bool(constants.across_towers))
+
+
 def _channels(x, start, stop, data_format):
     return x[:, start:stop] if data_format == 'NCHW' else x[..., start:stop]
 

@@ -66,7 +66,7 @@ def validation(a, ds, split=None, averages=None):
     """Centre-crop validation of a training run (a: its settings) on the held-out split (or `split`, a part
     of it), sharing the training weights, or with `averages` ({name: variable}, --ema's) in their place:
     the tensors run() takes, or None without validation."""
-    split = split or ds.val
+    split = ds.val if split is None else split
     if not a.validate or split is None:
         return None
     with tf.device('/cpu:0'):

@@ -281,15 +281,14 @@ def build_meta(source, train_dir):
     # settings.DEFAULTS: the args every run records
     args = dict(settings.DEFAULTS, dataset='imagenet', data_dir=None, train_dir=train_dir,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE, devices=DEVICES,
-                precision='fp32', lrn=list(alexnet.CAFFE_LRN[:4]), lrn_across_towers=True,
-                channel_order=CHANNEL_ORDER, resize_mode=RESIZE_MODE,
-                mean=list(CAFFE_MEAN_RGB))
+                precision='fp32', channel_order=CHANNEL_ORDER, resize_mode=RESIZE_MODE,
+                mean=list(CAFFE_MEAN_RGB), **alexnet.lrn_record(alexnet.CAFFE_LRN))
     schedule = LearningRate.of(argparse.Namespace(**args)).state()   # as at a run's step 0
     return dict(args=args, dataset='imagenet', data_dir=None, class_names=names, class_ids=wnids,
                 num_classes=NUM_CLASSES, input_size=INPUT_SIZE, resize_size=RESIZE_SIZE,
                 mean=list(CAFFE_MEAN_RGB), epoch=0, steps_per_epoch=ILSVRC_TRAIN_IMAGES // args['batch_size'],
                 learning_rate=args.get('lr'), schedule=schedule, best=None, precision='fp32', devices=DEVICES,
-                step=0, source=source, lrn=list(alexnet.CAFFE_LRN[:4]), lrn_across_towers=True, channel_order=CHANNEL_ORDER,
+                step=0, source=source, **alexnet.lrn_record(alexnet.CAFFE_LRN), channel_order=CHANNEL_ORDER,
                 resize_mode=RESIZE_MODE, plan=None, seconds_used=0.0)
 
 

@@ -241,8 +241,7 @@ class Trainer:
                     input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
                     epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
                     learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
-                    precision=a.precision, devices=a.devices, lrn=list(a.lrn or alexnet.PAPER_LRN)[:4],
-                    lrn_across_towers=bool(a.lrn_across_towers),
+                    precision=a.precision, devices=a.devices, **alexnet.lrn_record(alexnet.lrn_of(vars(a))),
                     channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.budget.plan,
                     seconds_used=round(self.budget.used(), 1))
 

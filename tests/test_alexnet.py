@@ -177,6 +177,9 @@ def test_lrn_of_a_checkpoint():
     assert alexnet.lrn_of({}) == alexnet.PAPER_LRN
     assert alexnet.lrn_of({'lrn': [2, 1.0, 2e-05, 0.75], 'lrn_across_towers': True}) == alexnet.CAFFE_LRN
     assert alexnet.lrn_of({'lrn': [2, 1.0, 2e-05, 0.75]}) == alexnet.CAFFE_LRN._replace(across_towers=False)
+    assert alexnet.lrn_record(alexnet.CAFFE_LRN) == {'lrn': [2, 1.0, 2e-05, 0.75], 'lrn_across_towers': True}
+    for constants in (alexnet.PAPER_LRN, alexnet.CAFFE_LRN):
+        assert alexnet.lrn_of(alexnet.lrn_record(constants)) == constants
 
 
 @pytest.mark.slow
