@@ -143,6 +143,14 @@ def cpu_has_bf16():
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
+def auto_precision(devices):
+    """--precision auto: fp16 when a tower is on a GPU, bf16 on a CPU with bf16 instructions, else fp32
+    (bf16 emulated is about 10 times slower than fp32)."""
+    if any('GPU' in d.upper() for d in devices):
+        return 'fp16'
+    return 'bf16' if cpu_has_bf16() else 'fp32'
+
+
 BF16_EMULATED_NOTE = ('note: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): bf16 runs emulated, '
                       'about 10 times slower than fp32 here; use --precision fp32')
 

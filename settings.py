@@ -26,6 +26,7 @@ from datasets import DataError
 
 FREE, FIXED = 'may change', 'fixed'    # on -resume: a setting may change, or is fixed by the first run
 NO_FP16_SWITCH = 'fp16'                # precision: fp16 adds the loss scale to the checkpoint (recipe.py)
+AUTO = 'auto'                          # precision: this machine's fastest (parallel.auto_precision)
 WAIT_SECONDS = 300.0   # how long a cluster worker waits for the parameter servers and the chief
 STEP_TIMEOUT = 600.0   # how long a synchronous step may wait for the other workers before the run stops
 
@@ -160,7 +161,8 @@ SETTINGS = [
       parse=str.upper, choices=alexnet.DATA_FORMATS,
       shown_default='NCHW on GPUs, cuDNN\'s own; NHWC on CPUs, about 2x faster there'),
     S('precision', 'fp32', 'fp32; bf16: oneDNN mixed precision on CPUs with AMX/AVX-512; fp16: GPUs, with loss '
-      'scaling', choices=('fp32', 'bf16', 'fp16'), resume=NO_FP16_SWITCH),
+      'scaling; auto: fp16 on GPUs, bf16 where the CPU has bf16 instructions, else fp32 (the checkpoint records '
+      'the one chosen)', choices=('fp32', 'bf16', 'fp16', AUTO), resume=NO_FP16_SWITCH),
     # validation, checkpoints, logs
     S('validate', None, 'validate every epoch', flags=('-v', '--validate'), kind=bool,
       action=argparse.BooleanOptionalAction, shown_default='on when a validation set exists'),
@@ -249,6 +251,16 @@ def recorded_problem(args):
                     bool: 'true or false'}[kind]
             return f'"{key}" is {json.dumps(value)[:60]}, not {what}'
     return None
+
+
+def resolve_auto(given_now, recorded=None):
+    """--precision auto becomes the precision this machine runs fastest, on the devices the run will use
+    (given now, else the run's recorded ones), before -resume's rules see it."""
+    if given_now.get('precision') == AUTO:
+        either = {**(recorded or {}), **given_now}
+        devices = parallel.parse_devices(either.get('devices'), either.get('replicas'))
+        given_now['precision'] = parallel.auto_precision(devices)
+    return given_now
 
 
 def resume_problem(given_now, recorded):

@@ -66,6 +66,8 @@ def settle_args(args):
         wrong = settings.recorded_problem(meta['args'])
         if wrong:
             raise checkpoints.edited(found[0], f'its args\' {wrong}')
+    settings.resolve_auto(given, meta and meta['args'])
+    if meta:
         changed = settings.resume_problem(given, meta['args'])
         if changed:
             raise DataError(changed)

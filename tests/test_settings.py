@@ -72,6 +72,17 @@ def test_resume_refuses_fixed_settings_and_fp16_switches_only():
     assert 'to or from fp16' in settings.resume_problem({'precision': 'fp16'}, recorded)
 
 
+def test_precision_auto_is_this_machines_fastest_on_the_runs_devices(tmp_path, monkeypatch):
+    for has_bf16, on_cpu in ((True, 'bf16'), (False, 'fp32')):
+        monkeypatch.setattr(settings.parallel, 'cpu_has_bf16', lambda: has_bf16)
+        args = train.parse_args(['-scratch', '--train-dir', str(tmp_path / 'run'), '--precision', 'auto'])
+        assert train.settle_args(args)[0].precision == on_cpu        # what the checkpoint records
+        assert settings.resolve_auto({'precision': 'auto', 'devices': '/gpu:0,/gpu:1'})['precision'] == 'fp16'
+        recorded = dict(settings.DEFAULTS, devices='/gpu:0,/gpu:1', precision='fp16')   # -resume: the run's devices
+        assert settings.resolve_auto({'precision': 'auto'}, recorded)['precision'] == 'fp16'
+        assert settings.resolve_auto({'precision': 'fp32'}, recorded)['precision'] == 'fp32'
+
+
 def test_each_check_names_the_flag():
     a = settings.settled({'train_layers': 'fc9', 'synthetic': True})
     with pytest.raises(DataError, match='--train-layers fc9 is not a layer'):
