@@ -91,7 +91,7 @@ class Budget:
         """Between epoch ends: plan again from the steps since the mark once REPLAN_SHARE of the budget has
         passed (a machine that slows or speeds up mid-epoch); True when it did."""
         if not self.plan or self.reached(step) or self.mark_time is None or step <= self.mark_step or \
-                now() - self.mark_time < self.seconds * REPLAN_SHARE:
+                step % steps_per_epoch == 0 or now() - self.mark_time < self.seconds * REPLAN_SHARE:   # an end plans
             return False
         step_seconds = (now() - self.mark_time) / (step - self.mark_step)
         self._plan(step, steps_per_epoch, step_seconds, self.plan['epoch_end_seconds'])

@@ -98,3 +98,5 @@ def test_between_epoch_ends_the_plan_follows_the_steps_cost(monkeypatch):
     assert b.replan_if_due(40, 100)                                        # 60 s for 30 steps: 2 s a step
     assert b.plan['seconds_per_step'] == 2.0 and b.plan['total_steps'] < planned
     assert b.plan['history'][-1] == [40, b.plan['total_steps']] and b.mark_step == 40
+    clock.t += 120
+    assert not b.replan_if_due(100, 100)              # due, but an epoch's last step: its end plans there, once
