@@ -357,12 +357,16 @@ class Trainer:
         total = self.budget.plan['total_steps'] if self.budget.plan else self.a.epochs * self.steps_per_epoch
         return min(total, self.a.max_steps or total)
 
+    def epochs_planned(self):
+        """The epochs after an epoch's slash: --epochs, or the --time-budget plan's, rounded up."""
+        return -(-self.budget.plan['total_steps'] // self.steps_per_epoch) if self.budget.plan else self.a.epochs
+
     def run_epoch(self):
         """Steps until the epoch ends, the last step is reached (a --time-budget plan may move it during the
         epoch) or a signal asks to stop; then the epoch's end."""
         a, spe = self.a, self.steps_per_epoch
         epoch = Epoch(self.step // spe)
-        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{a.epochs}')
+        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{self.epochs_planned()}')
         try:
             while self.step < self.last_step() and not self.stop.signal and not self.budget.spent_before_plan():
                 tic, before = time.time(), self.step
@@ -417,7 +421,7 @@ class Trainer:
         index = self.step // self.steps_per_epoch
         top1, topk = np.mean(epoch.hits, 0)
         shown = index if self.step % self.steps_per_epoch == 0 else f'{self.step / self.steps_per_epoch:.2f}'
-        line = f'epoch {shown}/{self.a.epochs}: loss {np.mean(epoch.losses):.4f} top-1 {100 * top1:.2f}%'
+        line = f'epoch {shown}/{self.epochs_planned()}: loss {np.mean(epoch.losses):.4f} top-1 {100 * top1:.2f}%'
         values = {'train/epoch_loss': np.mean(epoch.losses), 'train/epoch_top1': top1,
                   f'train/epoch_top{self.k}': topk}
         skipped = len(self.ds.train.skipped) if self.ds.train is not None else 0

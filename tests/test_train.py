@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -434,6 +435,8 @@ def test_time_budget_plans_at_epoch_ends_and_resume_continues_the_plan(tree, tmp
     assert run_train('-resume', '--train-dir', run_dir) == 0
     out = capsys.readouterr().out
     assert 'nothing to do' in out and f'-scratch --model_path {run_dir}' in out      # how to train further
+    shown = [(float(i), int(n)) for i, n in re.findall(r'^epoch ([\d.]+)/(\d+):', out, re.M)]
+    assert len(shown) >= 2 and all(i <= n for i, n in shown)          # out of the plan's epochs, not --epochs 3
     assert run_train('-resume', '--train-dir', run_dir, '--time-budget', '2h') == 2
     assert 'cannot change on -resume' in capsys.readouterr().err
     with pytest.raises(SystemExit):
