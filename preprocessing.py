@@ -324,7 +324,8 @@ def _pair(seed, value):
 
 def _batches(data, load, batch_size, skips, drop_remainder, end_marker=None):
     """Decode in parallel, drop unreadable images (warning about each), batch, prefetch."""
-    data = data.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # The transforms are plain TensorFlow ops: tracing them without AutoGraph's rewrite halves the build time.
+    data = data.map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=AUTOTUNE, deterministic=True)
     if skips is not None:
         data = data.ignore_errors()
     data = data.batch(batch_size, drop_remainder=drop_remainder)

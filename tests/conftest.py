@@ -43,3 +43,18 @@ def real_data(request):
     if not path.is_dir():
         pytest.fail(f'{REAL_DATA_ENV} / --real-data {where} is not a folder')
     return path
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory):
+    """A class-folder dataset AlexNet learns in a few steps (helpers.make_learnable_tree), once a module."""
+    from helpers import make_learnable_tree
+    return make_learnable_tree(tmp_path_factory.mktemp('data'))
+
+
+@pytest.fixture(scope='module')
+def small_tree(tmp_path_factory):
+    """The same kind of tree with a quarter of the images (32 to train: 2 steps an epoch at batch 16), for
+    the tests whose checks hold whatever the epoch's length, so that their epochs cost a quarter."""
+    from helpers import make_learnable_tree
+    return make_learnable_tree(tmp_path_factory.mktemp('small_data'), train_per_class=8, val_per_class=4)

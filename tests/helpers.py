@@ -5,8 +5,11 @@ make_learnable_tree  a class-folder dataset that AlexNet learns in a few steps (
 make_eval_tree / make_run  a dataset whose crops can be cut in NumPy, and a run with input-sensitive
                    weights on it (test, classify, export)
 variables          every tensor of a checkpoint, by name
+run_train / SMALL / events  train.py in this process, its small settings, a run's TensorBoard scalars
 """
+import glob
 import io
+import os
 import shutil
 
 import numpy as np
@@ -189,3 +192,21 @@ def smooth_image(h, w, seed=0):
     """A smooth random RGB image (JPEG-friendly, so decoders agree closely)."""
     small = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+# train.py's settings for the small trees: 67x67 inputs, batches of 16, no time-based saves
+SMALL = ['--input-size', '67', '--batch-size', '16', '--save-minutes', '60', '--log-steps', '2']
+
+
+def run_train(*args):
+    return train.main([str(a) for a in args])
+
+
+def events(train_dir):
+    """{tag: [(step, value), ...]} of the scalars in a run folder's TensorBoard files."""
+    tags = {}
+    for path in glob.glob(os.path.join(train_dir, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return tags

@@ -10,14 +10,7 @@ import checkpoints
 import classify
 import export
 import test as test_script
-import train
-from helpers import make_learnable_tree, variables
-
-SMALL = ['--input-size', '67', '--batch-size', '16', '--save-minutes', '60', '--log-steps', '2']
-
-
-def run_train(*args):
-    return train.main([str(a) for a in args])
+from helpers import SMALL, make_learnable_tree, run_train, variables
 
 
 def listing(folder):
