@@ -202,7 +202,9 @@ def test_a_dead_parameter_server_stops_every_synchronous_worker_with_a_one_line_
 
 
 def test_a_dead_worker_stops_the_synchronous_chief_and_a_chief_restarted_alone_is_refused(tmp_path):
-    ps, run_dir, worker, server = small_cluster(tmp_path, '--step-timeout', 6)
+    # 15 s, not 6: a worker's first steps (pipeline start-up, graph optimisation) can take several seconds
+    # while the other test process shares the 2 cores, and a chief that times out then stops too early.
+    ps, run_dir, worker, server = small_cluster(tmp_path, '--step-timeout', 15)
     tasks = []
     try:
         tasks += [server(), worker(0, '-scratch', '--save-steps', 1), worker(1, '-scratch')]
