@@ -146,6 +146,9 @@ SETTINGS = [
     S('ema', 0.0, 'decay of a moving average of the weights, kept beside them and used in their place by '
       'validation, best/ and every script that reads the run, e.g. 0.999 (0: off; a departure, see '
       'docs/departures.md)', check=finite_and(fraction), resume=FIXED),
+    S('whiten_conv1', False, 'start conv1 as the whitening of the training images\' 11x11 patches: its 48 filters '
+      'per tower the top principal directions, scaled to unit output, +/- in towers a/b (a departure, see '
+      'docs/departures.md; best with --init he)', action='store_true', resume=FIXED),
     S('seed', 0, 'seed for data order, augmentation, dropout and init', check=not_negative, resume=FIXED),
     S('time_budget', None, 'plan the run to end inside this wall-clock time, e.g. 55m or 1.5h: the first epoch is '
       'measured, then the number of steps is fixed (kept by -resume) and one-cycle ends there; --epochs is then '
@@ -313,6 +316,8 @@ def check(a):
     if a.ema and a.job_name:
         raise DataError('--ema averages the weights of a run on one machine: leave it out of a cluster run '
                         '(--job-name)')
+    if a.whiten_conv1 and a.synthetic:
+        raise DataError('--whiten-conv1 measures the training images: leave it out of a --synthetic run')
     if a.time_budget and a.job_name:
         raise DataError('--time-budget plans a run on one machine: leave it out of a cluster run (--job-name)')
     if a.resize_size is None:

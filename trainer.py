@@ -29,6 +29,7 @@ import progress
 import recipe
 import settings
 import stopping
+import whitening
 from datasets import DataError
 from files import write_json_atomic
 from schedule import LearningRate
@@ -206,8 +207,18 @@ class Trainer:
                 self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
         else:
             sess.run(tf.compat.v1.global_variables_initializer())
+            if a.whiten_conv1:
+                self.whiten_conv1()
             if a.model_path:
                 checkpoints.warm_start(sess, a.model_path, self.ds.class_names, recipe.layers_of(a.train_layers))
+
+    def whiten_conv1(self):
+        """--whiten-conv1: conv1 starts as the whitening of the training images' patches (whitening.py)."""
+        start = time.time()
+        moment, patches = whitening.patch_moments(self.ds, self.a)
+        whitening.assign_conv1(self.sess, whitening.whitened_filters(moment))
+        print(f'conv1 whitened: the top {alexnet.CONV1_FILTERS} directions of {patches} patches of '
+              f'{min(whitening.WHITEN_IMAGES, len(self.ds.train))} training images ({time.time() - start:.1f} s)')
 
     def restore(self, prefix):
         """Every variable from the checkpoint; the momentum of a layer that -resume now trains and the run did
