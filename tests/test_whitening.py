@@ -8,6 +8,7 @@ import tensorflow as tf
 import alexnet
 import checkpoints
 import data
+import preprocessing
 import whitening
 from helpers import SMALL, run_train, variables
 
@@ -35,28 +36,30 @@ def test_whitened_filters_are_the_top_directions_each_with_unit_output():
 
 
 @pytest.mark.slow
-def test_patch_moments_are_those_conv1_sees(small_tree):
-    """The measured moment, read through the filters, is the mean square of conv1's own outputs on the same
-    crops: the patches are laid out as conv1's weights are (rows, columns, channels)."""
+def test_conv1_with_the_filters_whitens_the_crops_it_was_measured_on(small_tree):
+    """conv1 with the filters, on the very crops that were measured, gives uncorrelated outputs whose mean
+    squares are lambda / (lambda + eps * mean lambda), strongest first: the patches are laid out as conv1's
+    weights are (rows, columns, channels) and the filters are the moment's own eigenvectors."""
     ds = data.load_dataset('folder', str(small_tree))
     a = types.SimpleNamespace(seed=3, input_size=alexnet.MIN_INPUT_SIZE, resize_size=80, resize_mode='shorter',
                               channel_order='RGB')
     moment, patches = whitening.patch_moments(ds, a, images=10)
     side = alexnet.feature_sizes(a.input_size)[0]
     assert patches == 10 * side * side and moment.shape == (PATCH, PATCH)
-    np.testing.assert_allclose(moment, moment.T)
     filters = whitening.whitened_filters(moment)
     with tf.Graph().as_default():
-        import preprocessing
         crops = preprocessing.eval_dataset(ds.train.subset(10, a.seed), 10, a.input_size, ds.mean, a.resize_size,
                                            mode='random', num_random=1, seed=a.seed)
         images, _ = tf.compat.v1.data.make_one_shot_iterator(crops).get_next()
         out = tf.nn.conv2d(images[:, 0], filters, alexnet.CONV1_STRIDE, 'VALID')
         with tf.compat.v1.Session() as sess:
-            outputs = sess.run(out)
-    flat = filters.reshape(PATCH, -1).astype(np.float64)
-    np.testing.assert_allclose((outputs.astype(np.float64) ** 2).mean(axis=(0, 1, 2)),
-                               np.diag(flat.T @ moment @ flat), rtol=2e-3)
+            outputs = sess.run(out).reshape(-1, alexnet.CONV1_FILTERS).astype(np.float64)
+    covariance = outputs.T @ outputs / len(outputs)
+    eigenvalues = np.sort(np.linalg.eigvalsh(moment))[::-1]
+    top = eigenvalues[:alexnet.CONV1_FILTERS]
+    np.testing.assert_allclose(np.diag(covariance), top / (top + whitening.WHITEN_EPS * eigenvalues.mean()),
+                               atol=2e-3)
+    np.testing.assert_allclose(covariance - np.diag(np.diag(covariance)), 0, atol=2e-3)
 
 
 @pytest.mark.slow
