@@ -1,6 +1,7 @@
 """--whiten-conv1: conv1's filters from the training images' own patches (a departure, off by default).
 
-    filters = whitened_filters(patch_moments(ds, a))     # [11, 11, 3, 48]
+    moment, patches = patch_moments(ds, a)             # the second moment of conv1's input patches
+    filters = whitened_filters(moment)                  # [11, 11, 3, 48]
     assign_conv1(sess, filters)                         # conv1_a = +filters, conv1_b = -filters
 
 The fastest CIFAR-10 recipes (Page's DAWNBench ResNet, Jordan's airbench) gain
@@ -45,12 +46,13 @@ def patch_moments(ds, a, images=WHITEN_IMAGES):
                                           **preprocessing.model_input(vars(a)))
         crops, _ = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         moment, count = _patches_second_moment(crops[:, 0])
+        batch = tf.shape(crops)[0]
         total, n = 0.0, 0
         with tf.compat.v1.Session() as sess, progress.bar(total=len(split), desc='conv1 patches', unit='img',
                                                            leave=False) as bar:
             while True:
                 try:
-                    m, c, shown = sess.run([moment, count, tf.shape(crops)[0]])
+                    m, c, shown = sess.run([moment, count, batch])
                 except tf.errors.OutOfRangeError:
                     break
                 total, n = total + m, n + int(c)
@@ -64,9 +66,9 @@ def whitened_filters(moment, filters=alexnet.CONV1_FILTERS, eps=WHITEN_EPS):
     """float32 [11, 11, 3, filters]: the top `filters` eigenvectors v of the patches' second moment, each
     divided by sqrt(lambda + eps * mean lambda), so that (v . p)^2 averages about 1 over the patches."""
     eigenvalues, eigenvectors = np.linalg.eigh(moment)           # ascending
-    top = np.argsort(eigenvalues)[::-1][:filters]
-    scale = 1.0 / np.sqrt(np.maximum(eigenvalues[top], 0.0) + eps * max(eigenvalues.mean(), 1e-12))
-    vectors = eigenvectors[:, top] * scale
+    top = eigenvalues[::-1][:filters]
+    scale = 1.0 / np.sqrt(np.maximum(top, 0.0) + eps * max(eigenvalues.mean(), 1e-12))
+    vectors = eigenvectors[:, ::-1][:, :filters] * scale
     kernel = alexnet.CONV1_KERNEL
     return vectors.reshape(kernel, kernel, 3, filters).astype(np.float32)
 
