@@ -277,7 +277,7 @@ class Worker:
         if not a.synthetic:     # this worker's shard, from the step the run is at
             data = preprocessing.train_dataset(training.ds.train, a.batch_size, a.input_size, training.ds.mean,
                                                a.resize_size, seed=a.seed, start_step=step // self.updates_per_step(),
-                                               shard_index=self.task, num_shards=self.workers,
+                                               shard_index=self.task, num_shards=self.workers, cutout=a.cutout,
                                                **preprocessing.model_input(vars(a)))
             with tf.device(self.cpu):
                 sess.run(self.iterator.make_initializer(data))

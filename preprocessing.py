@@ -23,6 +23,8 @@ from datasets import DataError
 RESIZE_SIZE = 256         # Section 2: shorter side rescaled to 256, the central 256x256 patch kept
 FLIP_PROBABILITY = 0.5    # Section 4.1: random patches "and their horizontal reflections"
 PCA_STD = 0.1             # Section 4.1: alpha_i ~ N(0, 0.1), drawn once per image each time it is used
+TRAIN_SEEDS = 4           # per training image: crop, reflection, colour noise, cutout (the
+                          # first three do not depend on the count: stateless_split draws them alike)
 # Section 4.1: the eigenvalues/eigenvectors of the 3x3 covariance of ImageNet RGB pixels. The paper does
 # not publish them; these are the values of fb.resnet.torch (datasets/imagenet.lua, pixels in [0, 1])
 # and its Caffe/TF ports, times 255 for our [0, 255] pixels. Column i of PCA_EIGVEC is p_i (rows R, G, B),
@@ -112,15 +114,29 @@ def _crop_offset(seed, input_size, resize_size):
     return tf.random.stateless_uniform([2], seed, 0, resize_size - input_size + 1, tf.int32)
 
 
-def _finish(crop, seeds, mean, bgr=False):
-    """Reflection with probability 1/2, the PCA colour offset, minus the mean (Section 4.1); channels
-    reversed for a network that reads BGR."""
+def _finish(crop, seeds, mean, bgr=False, cutout=0):
+    """Reflection with probability 1/2, the PCA colour offset, minus the mean (Section 4.1); a cutout
+    square if asked; channels reversed for a network that reads BGR."""
     flip = tf.random.stateless_uniform([], seeds[1]) < FLIP_PROBABILITY
     crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
     alpha = tf.random.stateless_normal([3], seeds[2], stddev=PCA_STD, dtype=tf.float64)
     offset = tf.cast(tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * PCA_EIGVAL) - mean, tf.float32)
     out = _add_per_channel(crop, offset)
+    if cutout:
+        out = cut_out(out, cutout, seeds[3])
     return tf.reverse(out, [-1]) if bgr else out
+
+
+def cut_out(image, size, seed):
+    """image [s, s, c] with a size x size square set to 0, the mean colour once the mean is subtracted:
+    centred on a uniformly random pixel and clipped at the borders (cutout, DeVries & Taylor 2017;
+    not in the paper)."""
+    s = image.shape[0]
+    low = tf.random.stateless_uniform([2], seed, 0, s, tf.int32) - size // 2
+    pixels = tf.range(s)
+    inside = lambda axis: (pixels >= low[axis]) & (pixels < low[axis] + size)
+    square = inside(0)[:, None] & inside(1)[None, :]
+    return tf.where(square[:, :, None], tf.zeros_like(image), image)
 
 
 def _add_per_channel(images, values):
@@ -130,15 +146,16 @@ def _add_per_channel(images, values):
     return tf.reshape(tf.reshape(images, [-1, w * 3]) + tf.tile(values, [w]), images.shape)
 
 
-def train_image(image, input_size, mean, resize_size=RESIZE_SIZE, seed=None, resize_mode='shorter', bgr=False):
+def train_image(image, input_size, mean, resize_size=RESIZE_SIZE, seed=None, resize_mode='shorter', bgr=False,
+                cutout=0):
     """float32 [s, s, 3]: a decoded image through the training transforms, resize first, then crop.
-    seed (int or [2]) makes the crop, reflection and colour noise a function of it."""
+    seed (int or [2]) makes the crop, reflection, colour noise and cutout square a function of it."""
     _check_sizes(input_size, resize_size)
-    seeds = _seeds(seed, 3)
+    seeds = _seeds(seed, TRAIN_SEEDS)
     top_left = _crop_offset(seeds[0], input_size, resize_size)
     square = square_image(image, resize_size, resize_mode)
     crop = tf.slice(square, tf.concat([top_left, [0]], 0), [input_size, input_size, 3])
-    return _finish(crop, seeds, mean, bgr)
+    return _finish(crop, seeds, mean, bgr, cutout)
 
 
 def _jpeg_window(shape, top_left, input_size, resize_size):
@@ -161,12 +178,12 @@ def _jpeg_window(shape, top_left, input_size, resize_size):
 
 
 def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, seed=None, resize_mode='shorter',
-                          bgr=False):
+                          bgr=False, cutout=0):
     """train_image on encoded bytes. JPEGs at least R pixels on their shorter side decode only the crop
     window (mapped to the original pixels) and resize it to s x s, which matches train_image up to
     interpolation; the same seed picks the same crop, reflection and noise as train_image."""
     _check_sizes(input_size, resize_size)
-    seeds = _seeds(seed, 3)
+    seeds = _seeds(seed, TRAIN_SEEDS)
     top_left = _crop_offset(seeds[0], input_size, resize_size)
 
     def whole():
@@ -188,7 +205,7 @@ def train_image_from_file(contents, input_size, mean, resize_size=RESIZE_SIZE, s
 
     crop = tf.cond(decoding.is_jpeg(contents), jpeg, whole) if resize_mode == 'shorter' else whole()
     crop.set_shape([input_size, input_size, 3])
-    return _finish(crop, seeds, mean, bgr)
+    return _finish(crop, seeds, mean, bgr, cutout)
 
 
 def eval_crops(image, input_size, mean, resize_size=RESIZE_SIZE, mode='center', num_random=5, seed=None,
@@ -338,8 +355,9 @@ def _batches(data, load, batch_size, skips, drop_remainder, end_marker=None):
 
 
 def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, seed=0, start_step=0,
-                  shard_index=0, num_shards=1, resize_mode='shorter', bgr=False):
-    """Infinite (images float32 [B, s, s, 3], labels int64 [B]) with the training transforms.
+                  shard_index=0, num_shards=1, resize_mode='shorter', bgr=False, cutout=0):
+    """Infinite (images float32 [B, s, s, 3], labels int64 [B]) with the training transforms (and a
+    cutout square of side cutout pixels in each image, if not 0).
 
     Exact resume: for files and arrays, epoch e visits the split in a permutation fixed by (seed, e)
     and batches drop the remainder, so step t is always the same images; starting at start_step skips
@@ -379,7 +397,7 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
         def load(j, where, record):
             contents, label = _parse(record)
             return j, train_image_from_file(contents, input_size, mean, resize_size, _pair(seed, where),
-                                            resize_mode, bgr), label
+                                            resize_mode, bgr, cutout), label
     else:
         locate = _Epochs(n, per_epoch, seed, shard_index, num_shards)
         files = split.files is not None
@@ -393,7 +411,8 @@ def train_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, 
 
         def load(j, where, label, item):
             source = tf.io.read_file(item) if files else item
-            return j, transform(source, input_size, mean, resize_size, _pair(seed, where), resize_mode, bgr), label
+            return j, transform(source, input_size, mean, resize_size, _pair(seed, where), resize_mode, bgr,
+                                cutout), label
     return _batches(data, load, batch_size, skips, drop_remainder=True)
 
 

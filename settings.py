@@ -146,6 +146,8 @@ SETTINGS = [
     S('ema', 0.0, 'decay of a moving average of the weights, kept beside them and used in their place by '
       'validation, best/ and every script that reads the run, e.g. 0.999 (0: off; a departure, see '
       'docs/departures.md)', check=finite_and(fraction), resume=FIXED),
+    S('cutout', 0, 'side in pixels of a square set to the mean colour at a random place in each training crop, '
+      'e.g. 32 at --input-size 99 (0: off, the paper\'s; a departure, see docs/departures.md)', check=not_negative),
     S('whiten_conv1', False, 'start conv1 as the whitening of the training images\' 11x11 patches: its 48 filters '
       'per tower the top principal directions, scaled to unit output, +/- in towers a/b (a departure, see '
       'docs/departures.md; best with --init he)', action='store_true', resume=FIXED),
@@ -322,6 +324,8 @@ def check(a):
         raise DataError('--time-budget plans a run on one machine: leave it out of a cluster run (--job-name)')
     if a.resize_size is None:
         a.resize_size = preprocessing.resize_size_for(a.input_size)   # the paper's 256 for 227
+    if a.cutout >= a.input_size:
+        raise DataError(f'--cutout {a.cutout} must be smaller than the crop (--input-size {a.input_size})')
     if a.resize_size < a.input_size:
         raise DataError(f'--resize-size {a.resize_size} is smaller than the crop {a.input_size}')
     return a

@@ -49,7 +49,8 @@ def build_inputs(a, ds, start_step):
             labels = tf.random.uniform([a.batch_size], 0, a.num_classes, tf.int64)
             return images, labels
         data = preprocessing.train_dataset(ds.train, a.batch_size, a.input_size, ds.mean,
-                                           a.resize_size, seed=a.seed, start_step=start_step, **preprocessing.model_input(vars(a)))
+                                           a.resize_size, seed=a.seed, start_step=start_step, cutout=a.cutout,
+                                           **preprocessing.model_input(vars(a)))
     return parallel.batches_on(data, parallel.input_device(a.devices))[0]
 
 

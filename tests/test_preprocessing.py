@@ -74,6 +74,27 @@ def test_train_image_is_a_function_of_the_seed():
     assert not np.allclose(a, c)
 
 
+def test_cutout_zeroes_one_clipped_square_and_changes_nothing_else():
+    """The same seed gives the same crop, reflection and colour noise with and without --cutout; the
+    difference is one square of zeros (the mean colour), size x size inside, clipped at the borders."""
+    image = smooth_image(50, 70)
+    seeds = [[4, i] for i in range(300)]
+    plain = run_all(lambda s: pp.train_image(image, 32, MEAN, 40, seed=s), seeds)
+    cut = run_all(lambda s: pp.train_image(image, 32, MEAN, 40, seed=s, cutout=10), seeds)
+    areas = []
+    for p, c in zip(plain, cut):
+        changed = np.any(p != c, -1)
+        assert np.all(c[changed] == 0)
+        rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+        assert changed.sum() == len(rows) * len(cols)                          # one rectangle
+        assert np.all(np.diff(rows) == 1) and np.all(np.diff(cols) == 1)
+        for lines in (rows, cols):                                             # 10 wide, or cut by a border
+            assert len(lines) == 10 or (len(lines) < 10 and (lines[0] == 0 or lines[-1] == 31))
+        areas.append(changed.sum())
+    assert np.mean(np.array(areas) == 100) > 0.4                               # most squares lie inside
+    np.testing.assert_array_equal(pp.train_image(image, 32, MEAN, 40, seed=[4, 0], cutout=0).numpy(), plain[0])
+
+
 def test_jpeg_fast_path_matches_resize_then_crop():
     """Decoding only the crop window gives the crop, reflection and noise of train_image, within a
     third of a pixel: no shifted copy of the reference fits better, and the error is well under a shift's."""

@@ -91,6 +91,8 @@ def test_each_check_names_the_flag():
         settings.check(settings.settled({'label_smoothing': 1.0}))
     with pytest.raises(DataError, match='--max-steps must be at least 1'):
         settings.check(settings.settled({'max_steps': 0}))
+    with pytest.raises(DataError, match=r'--cutout 99 must be smaller than the crop \(--input-size 99\)'):
+        settings.check(settings.settled({'cutout': 99, 'input_size': 99, 'synthetic': True}))
 
 
 def test_every_flag_is_documented():
