@@ -416,17 +416,38 @@ class Trainer:
         v = self.validate()
         improved = False
         if v:
-            tag = 'val' if v['whole'] else 'val_subset'
-            values.update({f'{tag}/loss': v['loss'], f'{tag}/top1': v['top1'], f'{tag}/top{v["k"]}': v['topk']})
-            line += ' | val' if v['whole'] else f' | val ({v["count"]} images)'
-            line += f' loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
+            line += self.validation_figures(v, values)
             improved = v['whole'] and self.track_best(v)
         line += self.adjust_rate(v and v['top1'])
         scalars(self.writer, self.step, values)
         self.writer.flush()
         self.save_epoch(improved)
         line += self.plan_budget(epoch)
+        if v and not v['whole'] and self.step >= self.last_step():
+            line += self.validate_whole_at_the_end()
         print(f'{line} | {(budget.now() - epoch.started) / 60:.1f} min', flush=True)
+
+    def validation_figures(self, v, values):
+        """The epoch line's words for validation figures v; their TensorBoard scalars into values."""
+        tag = 'val' if v['whole'] else 'val_subset'
+        values.update({f'{tag}/loss': v['loss'], f'{tag}/top1': v['top1'], f'{tag}/top{v["k"]}': v['topk']})
+        words = ' | val' if v['whole'] else f' | val ({v["count"]} images)'
+        return words + f' loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
+
+    def validate_whole_at_the_end(self):
+        """The whole split's figures and best/ (and the latest checkpoint's record of it), when the
+        --time-budget plan made at this epoch's end stops the run here after a --val-subset validation."""
+        values = {}
+        v = self.validate()
+        words = ' | the plan ends here:' + self.validation_figures(v, values)
+        scalars(self.writer, self.step, values)
+        self.writer.flush()
+        if self.track_best(v) and self.place.is_chief:
+            self.save(checkpoints.BEST_DIR, self.best_saver, 1)
+            latest = checkpoints.latest(self.a.train_dir, warn=False)    # this step's: never rewritten, so its
+            if latest and latest[1]['step'] == self.step:                 # record takes the new best
+                write_json_atomic(latest[0] + '.json', dict(latest[1], best=self.best))
+        return words
 
     def training_figures(self, epoch):
         """The epoch line's start and the TensorBoard scalars of the epoch's steps (and skipped images)."""

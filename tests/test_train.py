@@ -272,3 +272,30 @@ def test_ema_and_val_subset(small_tree, tmp_path, capsys, monkeypatch):
     with tf.Graph().as_default():
         weights = [tf.compat.v1.get_variable('fc8_b/biases', [2])]
         assert list(checkpoints.saved_weights(latest_prefix, weights)) == ['fc8_b/biases' + checkpoints.AVERAGE_SUFFIX]
+
+
+def test_a_plan_that_stops_at_an_epoch_end_validates_all_held_out_images_there(small_tree, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """--time-budget with --val-subset: when the plan made again at an epoch's end puts the last step there
+    (the epoch's validation already ran on the subset), that end validates the whole split too, and best/
+    comes from it."""
+    import budget
+    real = budget.plan
+
+    def stops_at_step_4(budget_seconds, seconds_used, step_now, steps_per_epoch, *rest):
+        total = step_now if step_now >= 4 else step_now + 100
+        return dict(real(budget_seconds, seconds_used, step_now, steps_per_epoch, *rest), total_steps=total,
+                    epochs=round(total / steps_per_epoch, 2))
+
+    monkeypatch.setattr(budget, 'plan', stops_at_step_4)
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', small_tree, '--train-dir', run_dir,
+                     '--epochs', 3, '--time-budget', '1h', '--val-subset', 6, *SMALL) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith('epoch ')]
+    assert len(lines) == 2 and 'val (6 images)' in lines[-1] and '| val loss' in lines[-1], out
+    tags = events(str(run_dir))
+    assert [s for s, _ in tags['val/top1']] == [4]
+    best_meta = checkpoints.latest(str(run_dir / 'best'))[1]
+    assert best_meta['step'] == 4 and best_meta['best']['top1'] == tags['val/top1'][0][1]
+    assert checkpoints.latest(str(run_dir))[1]['best'] == best_meta['best']
