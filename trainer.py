@@ -444,9 +444,7 @@ class Trainer:
         self.writer.flush()
         if self.track_best(v) and self.place.is_chief:
             self.save(checkpoints.BEST_DIR, self.best_saver, 1)
-            latest = checkpoints.latest(self.a.train_dir, warn=False)    # this step's: never rewritten, so its
-            if latest and latest[1]['step'] == self.step:                 # record takes the new best
-                write_json_atomic(latest[0] + '.json', dict(latest[1], best=self.best))
+            self.update_latest_record(best=self.best)
         return words
 
     def training_figures(self, epoch):
@@ -497,6 +495,13 @@ class Trainer:
         if self.a.save_features:
             self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
 
+    def update_latest_record(self, **fields):
+        """fields into the JSON of the latest checkpoint when it is this step's (saved just now; a step's
+        weights are never rewritten)."""
+        latest = checkpoints.latest(self.a.train_dir, warn=False)
+        if latest and latest[1]['step'] == self.step:
+            write_json_atomic(latest[0] + '.json', dict(latest[1], **fields))
+
     def plan_budget(self, epoch):
         """--time-budget: measure the epoch, start to start, and plan again (budget.py); the plan goes into
         the latest checkpoint too. The epoch line's words."""
@@ -510,9 +515,6 @@ class Trainer:
             return words
         if self.budget.plan is not before:
             self.schedule.total_steps = self.budget.plan['total_steps']
-            latest = checkpoints.latest(self.a.train_dir, warn=False)
-            if latest and latest[1]['step'] == self.step:            # saved just now: it carries the plan too
-                write_json_atomic(latest[0] + '.json', dict(latest[1], plan=self.budget.plan,
-                                                            seconds_used=self.budget.used()))
+            self.update_latest_record(plan=self.budget.plan, seconds_used=self.budget.used())
         scalars(self.writer, self.step, {'budget/minutes_left': self.budget.minutes_left()})
         return ' | ' + budget.describe(self.budget.plan, self.budget.used()) + words
