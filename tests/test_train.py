@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import alexnet
+import budget
 import checkpoints
 import train
 from helpers import SMALL, events, run_train, variables
@@ -279,7 +280,6 @@ def test_a_plan_that_stops_at_an_epoch_end_validates_all_held_out_images_there(s
     """--time-budget with --val-subset: when the plan made again at an epoch's end puts the last step there
     (the epoch's validation already ran on the subset), that end validates the whole split too, and best/
     comes from it."""
-    import budget
     real = budget.plan
 
     def stops_at_step_4(budget_seconds, seconds_used, step_now, steps_per_epoch, *rest):
