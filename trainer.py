@@ -1,11 +1,11 @@
-"""The training loop: build the graph, step, and end each epoch (validate, adjust the rate, save).
+"""The training loop: build the graph, step, and hand each epoch's end to epochs.py.
 
     Trainer(a, meta, ds).loop()      # a: settings.py's settled flags; meta: the checkpoint resumed, or None
 
 One step (Trainer.step_once) runs the update that recipe.build_train_op built on a
 batch from preprocessing.train_dataset and fetches the step, loss and accuracy by
-name. Each epoch ends with validation (evaluate.py), the learning-rate schedule
-(schedule.py) and checkpoints (checkpoints.py): the latest, best/ and optionally
+name. Each epoch's end (epochs.end) validates (evaluate.py), adjusts the learning
+rate (schedule.py) and saves (checkpoints.py): the latest, best/ and optionally
 features/; with --time-budget the first epoch's end fixes the plan (budget.py).
 Where the steps run is the Trainer's place: this process (OneMachine, below) or
 one task of a cluster (cluster.Worker), behind the same few methods.
@@ -22,6 +22,7 @@ import alexnet
 import budget
 import checkpoints
 import decoding
+import epochs
 import evaluate
 import parallel
 import preprocessing
@@ -31,11 +32,9 @@ import settings
 import stopping
 import whitening
 from datasets import DataError
-from files import write_json_atomic
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
-RECENT_STEPS = 50              # the progress bar shows the mean loss and top-1 of the last this many steps
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
@@ -52,12 +51,6 @@ def build_inputs(a, ds, start_step):
                                            a.resize_size, seed=a.seed, start_step=start_step, cutout=a.cutout,
                                            **preprocessing.model_input(vars(a)))
     return parallel.batches_on(data, parallel.input_device(a.devices))[0]
-
-
-def scalars(writer, step, values):
-    summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=float(v))
-                                          for k, v in values.items()])
-    writer.add_summary(summary, step)
 
 
 def run(a, meta, ds):
@@ -114,27 +107,6 @@ class OneMachine:
 
     def close(self, trainer):
         pass
-
-
-class Epoch:
-    """What the steps of one epoch measured: losses, [top-1, top-k] hits, images/second, and when its steps
-    started and ended (budget.now, the clock --time-budget reads)."""
-
-    def __init__(self, index):
-        self.index, self.started, self.steps_ended = index, budget.now(), None
-        self.losses, self.hits, self.speed, self.step_seconds = [], [], None, []
-
-    def add(self, loss, accuracy, images_per_second, seconds=None):
-        self.losses.append(loss)
-        self.hits.append(accuracy)
-        s = images_per_second
-        self.speed = s if self.speed is None else 0.9 * self.speed + 0.1 * s
-        if seconds is not None:
-            self.step_seconds.append(seconds)
-
-    def recent(self, n=RECENT_STEPS):
-        """(mean loss, mean [top-1, top-k]) of the last n steps."""
-        return np.mean(self.losses[-n:]), np.mean(self.hits[-n:], 0)
 
 
 class Trainer:
@@ -334,7 +306,7 @@ class Trainer:
         a = self.a
         if self.step % a.log_steps == 0 and self.writer:
             loss, (top1, topk) = epoch.recent(a.log_steps)
-            scalars(self.writer, self.step, {
+            epochs.scalars(self.writer, self.step, {
                 'train/loss': loss, 'train/top1': top1, f'train/top{self.k}': topk,
                 'learning_rate': self.schedule.rate, 'images_per_second': epoch.speed})
 
@@ -377,7 +349,7 @@ class Trainer:
         """Steps until the epoch ends, the last step is reached (a --time-budget plan may move it during the
         epoch) or a signal asks to stop; then the epoch's end."""
         a, spe = self.a, self.steps_per_epoch
-        epoch = Epoch(self.step // spe)
+        epoch = epochs.Epoch(self.step // spe)
         bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{self.epochs_planned()}')
         try:
             while self.step < self.last_step() and not self.stop.signal and not self.budget.spent_before_plan():
@@ -405,116 +377,5 @@ class Trainer:
         ended = self.step // spe > epoch.index or self.budget.reached(self.step) or \
             self.budget.spent_before_plan()                          # mid-epoch too: best/
         if ended and epoch.losses and self.place.epoch_ended(self, epoch.losses):
-            self.end_epoch(epoch)
+            epochs.end(self, epoch)
             self.last_save = time.time()
-
-    # --- the end of an epoch ---------------------------------------------------------------
-    def end_epoch(self, epoch):
-        """Validate, adjust the learning rate, log, save latest/best/features, and with --time-budget measure
-        the epoch and plan; then one line."""
-        line, values = self.training_figures(epoch)
-        v = self.validate()
-        improved = False
-        if v:
-            line += self.validation_figures(v, values)
-            improved = v['whole'] and self.track_best(v)
-        line += self.adjust_rate(v and v['top1'])
-        scalars(self.writer, self.step, values)
-        self.writer.flush()
-        self.save_epoch(improved)
-        line += self.plan_budget(epoch)
-        if v and not v['whole'] and self.step >= self.last_step():
-            line += self.validate_whole_at_the_end()
-        print(f'{line} | {(budget.now() - epoch.started) / 60:.1f} min', flush=True)
-
-    def validation_figures(self, v, values):
-        """The epoch line's words for validation figures v; their TensorBoard scalars into values."""
-        tag = 'val' if v['whole'] else 'val_subset'
-        values.update({f'{tag}/loss': v['loss'], f'{tag}/top1': v['top1'], f'{tag}/top{v["k"]}': v['topk']})
-        words = ' | val' if v['whole'] else f' | val ({v["count"]} images)'
-        return words + f' loss {v["loss"]:.4f} top-1 {100 * v["top1"]:.2f}% top-{v["k"]} {100 * v["topk"]:.2f}%'
-
-    def validate_whole_at_the_end(self):
-        """The whole split's figures and best/ (and the latest checkpoint's record of it), when the
-        --time-budget plan made at this epoch's end stops the run here after a --val-subset validation."""
-        values = {}
-        v = self.validate()
-        words = ' | the plan ends here:' + self.validation_figures(v, values)
-        scalars(self.writer, self.step, values)
-        self.writer.flush()
-        if self.track_best(v) and self.place.is_chief:
-            self.save(checkpoints.BEST_DIR, self.best_saver, 1)
-            self.update_latest_record(best=self.best)
-        return words
-
-    def training_figures(self, epoch):
-        """The epoch line's start and the TensorBoard scalars of the epoch's steps (and skipped images)."""
-        index = self.step // self.steps_per_epoch
-        top1, topk = np.mean(epoch.hits, 0)
-        shown = index if self.step % self.steps_per_epoch == 0 else f'{self.step / self.steps_per_epoch:.2f}'
-        line = f'epoch {shown}/{self.epochs_planned()}: loss {np.mean(epoch.losses):.4f} top-1 {100 * top1:.2f}%'
-        values = {'train/epoch_loss': np.mean(epoch.losses), 'train/epoch_top1': top1,
-                  f'train/epoch_top{self.k}': topk}
-        skipped = len(self.ds.train.skipped) if self.ds.train is not None else 0
-        if skipped:
-            line += f' | {skipped} unreadable image{"s" * (skipped > 1)} skipped'
-            values['train/skipped_images'] = skipped
-        return line, values
-
-    def validate(self):
-        """Validation figures (evaluate.run's dict, and whole: on the whole split), or None without a
-        validation split. With --val-subset, on the subset but at the run's last step."""
-        whole = not self.quick_validation or self.step >= self.last_step()
-        v = self.validation if whole else self.quick_validation
-        if not v:
-            return None
-        figures = evaluate.run(self.sess, v['probs'], v['labels'], v['init'], total=v['total'], desc='validation')
-        return dict(figures, whole=whole)
-
-    def track_best(self, v):
-        """True (and self.best updated) when this validation top-1 is the run's best."""
-        if self.best is not None and v['top1'] <= self.best['top1']:
-            return False
-        self.best = dict(top1=v['top1'], topk=v['topk'], step=self.step, epoch=self.step // self.steps_per_epoch)
-        return True
-
-    def adjust_rate(self, val_top1):
-        """The schedule's epoch end (the paper's divide by 10 on a plateau); the line's words for a change."""
-        old = self.schedule.rate
-        self.schedule.end_epoch(self.step // self.steps_per_epoch, val_top1)
-        if self.schedule.rate == old:
-            return ''
-        return f' | lr {old:g} -> {self.schedule.rate:g}'
-
-    def save_epoch(self, improved):
-        """best/ first (a kill between the two saves leaves no best the JSON does not have), the latest, and
-        features/ with --save-features."""
-        if improved:
-            self.save(checkpoints.BEST_DIR, self.best_saver, 1)
-        self.save()
-        if self.a.save_features:
-            self.save(checkpoints.FEATURES_DIR, self.feature_saver, 1)
-
-    def update_latest_record(self, **fields):
-        """fields into the JSON of the latest checkpoint when it is this step's (saved just now; a step's
-        weights are never rewritten)."""
-        latest = checkpoints.latest(self.a.train_dir, warn=False)
-        if latest and latest[1]['step'] == self.step:
-            write_json_atomic(latest[0] + '.json', dict(latest[1], **fields))
-
-    def plan_budget(self, epoch):
-        """--time-budget: measure the epoch, start to start, and plan again (budget.py); the plan goes into
-        the latest checkpoint too. The epoch line's words."""
-        before = self.budget.plan
-        warmup = 0.0 if self.warmed_up or not epoch.step_seconds else epoch.step_seconds[0]
-        self.warmed_up = True
-        words = self.budget.end_epoch(self.step, self.steps_per_epoch, len(epoch.losses),
-                                      epoch.steps_ended - epoch.started, budget.now() - epoch.steps_ended, warmup)
-        self.budget.mark(self.step)
-        if not self.budget.plan:
-            return words
-        if self.budget.plan is not before:
-            self.schedule.total_steps = self.budget.plan['total_steps']
-            self.update_latest_record(plan=self.budget.plan, seconds_used=self.budget.used())
-        scalars(self.writer, self.step, {'budget/minutes_left': self.budget.minutes_left()})
-        return ' | ' + budget.describe(self.budget.plan, self.budget.used()) + words

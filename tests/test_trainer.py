@@ -1,4 +1,4 @@
-"""trainer.py and stopping.py: a step that does not end is heard and given up; the run folder; the epoch."""
+"""trainer.py, epochs.py and stopping.py: a step that does not end is heard and given up; the run folder; the epoch."""
 import socket
 import threading
 import time
@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import checkpoints
 import cluster
+import epochs
 import stopping
 import trainer
 from datasets import DataError
@@ -83,7 +84,7 @@ def test_a_synchronous_step_past_its_timeout_names_the_worker_that_is_gone():
 
 
 def test_the_epoch_keeps_its_figures_and_recent_means():
-    e = trainer.Epoch(3)
+    e = epochs.Epoch(3)
     for i in range(60):
         e.add(float(i), np.array([1.0, 1.0]) if i >= 10 else np.array([0.0, 0.0]), 100.0)
     loss, (top1, topk) = e.recent()
