@@ -442,7 +442,16 @@ def eval_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, m
         def load(j, where, label, item):
             image = decoding.decode_image(tf.io.read_file(item)) if files else item
             return j, crops(image, where), label
-    return _batches(data, load, batch_size, skips, drop_remainder=False, end_marker=marker)
+    return _without_autotune(_batches(data, load, batch_size, skips, drop_remainder=False, end_marker=marker))
+
+
+def _without_autotune(data):
+    """tf.data's autotuning off for an evaluation pass. Validation re-initialises its iterator at every
+    epoch's end, and re-initialising one whose autotuning ran waits for that model thread's next wake-up:
+    measured on a 2-core CPU, up to 57 s at a third of the epoch ends of an hour's run (docs/performance.md)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.with_options(options)
 
 
 # ---------------------------------------------------------------- speed (bench.py, imagenet_utils.py)

@@ -231,6 +231,15 @@ def test_eval_dataset_is_in_order_with_a_short_last_batch():
     np.testing.assert_array_equal(random[0][2][0], random[1][2][0])          # seeded: the same every pass
 
 
+def test_evaluation_passes_run_without_autotuning_and_training_with_it():
+    """Validation re-initialises its iterator at every epoch's end; with tf.data's autotuning on, that waited
+    up to a minute for the old iterator's model thread (preprocessing._without_autotune)."""
+    split = datasets.Split(np.arange(10, dtype=np.int64) % 3, images=index_images(10, 12))
+    for mode in ('center', 'ten', 'random'):
+        assert pp.eval_dataset(split, 4, 8, MEAN, 10, mode).options().autotune.enabled is False
+    assert pp.train_dataset(split, 4, 8, MEAN, 10).options().autotune.enabled is not False
+
+
 @pytest.mark.slow
 def test_unreadable_files_are_dropped_with_a_warning(tmp_path):
     good = [tmp_path / f'{i}.png' for i in range(6)]
