@@ -447,8 +447,8 @@ def eval_dataset(split, batch_size, input_size, mean, resize_size=RESIZE_SIZE, m
 
 def _without_autotune(data):
     """tf.data's autotuning off for an evaluation pass. Validation re-initialises its iterator at every
-    epoch's end, and re-initialising one whose autotuning ran waits for that model thread's next wake-up:
-    measured on a 2-core CPU, up to 57 s at a third of the epoch ends of an hour's run (docs/performance.md)."""
+    epoch's end, and that could wait for the old iterator's autotuning thread to wake (its rounds 10 ms
+    apart, doubling to 60 s): up to 57 s at a quarter of an hour's epoch ends (docs/performance.md)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return data.with_options(options)
