@@ -4,7 +4,6 @@ A batch file is untrusted input: the unpickler below builds only dicts, lists, s
 numbers and uint8 pixel arrays of at most MAX_ROWS x ROW_SIZE, so memory is bounded by the
 file's size and no global of the file's choosing is ever called.
 """
-import os
 import pickle
 
 import numpy as np
@@ -114,14 +113,15 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def load(path):
-    """Return the dict in one batch file, keys as str (Python 2 wrote them as bytes)."""
+    """Return the dict in one batch file, keys as str (Python 2 wrote them as bytes).
+
+    A missing file raises FileNotFoundError (the caller knows which folder it should be in).
+    """
     try:
         with open(path, 'rb') as f:
             obj = _SafeUnpickler(f, encoding='latin1').load()
     except FileNotFoundError:
-        folder = os.path.dirname(path)
-        raise DataError(f'{path} is missing; the folder {folder} is not a complete '
-                        f'{os.path.basename(folder)}/ (delete it to extract or download again)')
+        raise
     except Exception as e:  # any malformed or malicious pickle
         raise DataError(f'{path} is not a valid CIFAR-10 batch ({e})')
     if not isinstance(obj, dict):

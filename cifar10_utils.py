@@ -271,9 +271,18 @@ def _extracted_once(archive, md5):
 
 # --- reading the batches ---------------------------------------------------------
 
+def _read(path):
+    """The dict in one file of an extracted batches folder (`cifar10_pickle.load`)."""
+    try:
+        return cifar10_pickle.load(path)
+    except FileNotFoundError:
+        raise DataError(f'{path} is missing; the folder {os.path.dirname(path)} is not a complete '
+                        f'{BATCHES_DIR}/ (delete it to extract or download again)')
+
+
 def _load_batch(path):
     """Return (uint8 images [N, 32, 32, 3] HWC RGB, int64 labels [N]) from one batch file."""
-    batch = cifar10_pickle.load(path)
+    batch = _read(path)
     missing = {'data', 'labels'} - set(batch)
     if missing:
         raise DataError(f'{path} lacks the key(s) {sorted(missing)}; not a CIFAR-10 batch')
@@ -297,7 +306,7 @@ def _load_batch(path):
 
 def load_batches(batches_dir):
     """Return (train_images, train_labels, test_images, test_labels, class_names)."""
-    meta = cifar10_pickle.load(os.path.join(batches_dir, 'batches.meta'))
+    meta = _read(os.path.join(batches_dir, 'batches.meta'))
     names = [n.decode('latin1') if isinstance(n, bytes) else n for n in meta.get('label_names', [])]
     if len(names) != 10 or not all(isinstance(n, str) for n in names):
         raise DataError(f'{batches_dir}/batches.meta has no list of 10 label_names')
