@@ -40,6 +40,8 @@ FEATURE_VARIABLE = 'conv1_a/weights'   # in both
 SLOT_SUFFIX = '/Momentum'              # the optimizer's state: in a run's checkpoints, not in best/ or imports
 AVERAGE_SUFFIX = '/ExponentialMovingAverage'   # --ema's average of a weight (recipe.py): used in its place
 WEIGHTS_FILES = ('.caffemodel', '.npy')   # import_weights.py's inputs, not checkpoints
+CAFFE_SOURCE = 'caffe '               # how an imported checkpoint's JSON "source" begins (import_weights.py)
+MAX_LRN_RADIUS = 1024                 # an LRN window wider than any layer's maps (the paper's n = 5: radius 2)
 STEP = re.compile(re.escape(PREFIX) + r'-(\d+)$')
 OWN_FILE = re.compile(re.escape(PREFIX) + r'-\d+(\.|_temp)')   # a checkpoint's files, or a save's leftovers
 
@@ -92,6 +94,12 @@ def _numbers(n):
     return lambda v: isinstance(v, list) and len(v) == n and all(map(_number, v))
 
 
+def _lrn_constants(v):
+    """The LRN's (depth radius, bias, alpha, beta) as TensorFlow takes them (alexnet.LRN)."""
+    return (_numbers(4)(v) and float(v[0]).is_integer() and 0 <= v[0] <= MAX_LRN_RADIUS and v[1] > 0
+            and v[2] >= 0 and v[3] >= 0)
+
+
 # What the scripts read of a checkpoint's JSON: key -> (check, what it must be, required).
 META_SCHEMA = {
     'dataset': (lambda v: isinstance(v, str), 'a dataset name', True),
@@ -111,7 +119,8 @@ META_SCHEMA = {
     'plan': (lambda v: v is None or isinstance(v, dict) and _whole(v.get('total_steps')) and
              _number(v.get('budget_seconds')), 'null or the --time-budget plan', False),
     'seconds_used': (_number, 'a number of seconds', False),
-    'lrn': (lambda v: v is None or _numbers(4)(v), 'null or 4 numbers (depth radius, bias, alpha, beta)', False),
+    'lrn': (lambda v: v is None or _lrn_constants(v),
+            'null or 4 numbers (depth radius: a whole number from 0, bias above 0, alpha and beta from 0)', False),
     'lrn_across_towers': (lambda v: isinstance(v, bool), 'true or false', False),
     'channel_order': (lambda v: v in ('RGB', 'BGR'), '"RGB" or "BGR"', False),
     'resize_mode': (lambda v: v in RESIZE_MODES, ' or '.join(f'"{m}"' for m in RESIZE_MODES), False),
@@ -145,7 +154,18 @@ def _checked_meta(prefix):
     why = meta_problem(meta)
     if why:
         raise edited(prefix, why)
-    return meta
+    return _with_caffe_lrn(prefix, meta)
+
+
+def _with_caffe_lrn(prefix, meta):
+    """Caffe's weights imported before "lrn_across_towers" was recorded: their LRN is Caffe's, across both
+    towers, so it is taken as that, with a word on how to record it."""
+    if 'lrn_across_towers' in meta or not str(meta.get('source', '')).startswith(CAFFE_SOURCE):
+        return meta
+    _warn(f'{prefix}.json was imported before "lrn_across_towers" was recorded: its LRN is taken as Caffe\'s, '
+          f'across both towers; import the weights file again (python import_weights.py FILE --train-dir '
+          f'{os.path.dirname(prefix) or "."} --overwrite) to record it')
+    return dict(meta, lrn_across_towers=True)
 
 
 def _warn(message):

@@ -379,7 +379,7 @@ def write_checkpoint(variables, train_dir, meta, overwrite=False):
 
 
 def source_name(path):
-    return f'caffe bvlc_alexnet ({os.path.basename(path)})'
+    return f'{checkpoints.CAFFE_SOURCE}bvlc_alexnet ({os.path.basename(path)})'
 
 
 def import_weights(path, train_dir, overwrite=False):

@@ -96,6 +96,9 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_one_warning(run, tmp_path, 
     (dict(class_names=['a', 'b']), 'it names 2 classes but "num_classes" is 3'),
     (dict(input_size='67'), '"input_size" is "67", not a whole number'),
     (dict(lrn=[2, 1]), '"lrn" is [2, 1], not null or 4 numbers'),
+    (dict(lrn=[-1, 1.0, 2e-05, 0.75]), '"lrn" is [-1, 1.0, 2e-05, 0.75], not null or 4 numbers'),
+    (dict(lrn=[2.5, 1.0, 2e-05, 0.75]), '"lrn" is [2.5,'),
+    (dict(lrn=[2, 0, 2e-05, 0.75]), '"lrn" is [2, 0,'),
     (dict(channel_order='rgb'), '"channel_order" is "rgb", not "RGB" or "BGR"'),
     (dict(schedule=dict(rate=-1, best=None, bad_epochs=0, drops=0)), '"schedule" is'),
     (dict(plan=dict(total_steps='many')), '"plan" is'),
@@ -113,6 +116,22 @@ def test_a_hand_edited_json_is_refused_with_one_line_naming_the_key(run, tmp_pat
         assert message.startswith(newest + '.json: ') and named in message and '\n' not in message, message
         assert 'edited by hand' in message
     assert os.path.exists(newest + '.json')                   # nothing is deleted: the user fixes it
+
+
+def test_caffe_weights_imported_before_the_cross_tower_lrn_was_recorded_get_it_with_a_word(run, tmp_path, capsys):
+    old_import = run.save(1, source=checkpoints.CAFFE_SOURCE + 'bvlc_alexnet (bvlc_alexnet.caffemodel)')
+    for find in (lambda: checkpoints.latest(str(tmp_path)), lambda: checkpoints.find(checkpoint=old_import)):
+        prefix, meta = find()
+        assert meta['lrn_across_towers'] is True
+        err = capsys.readouterr().err
+        assert err.startswith(f'warning: {old_import}.json was imported before "lrn_across_towers"') and \
+            '--overwrite' in err and err.count('\n') == 1, err
+    assert 'lrn_across_towers' not in checkpoints.read_meta(old_import)      # the user's file is left as it is
+    run.save(2, source=checkpoints.CAFFE_SOURCE + 'bvlc_alexnet (x)', lrn_across_towers=False)   # recorded: kept
+    run.save(3)                                                            # a run of this project: the paper's
+    for step, across in ((2, False), (3, False)):
+        assert checkpoints.find(checkpoint=f'{tmp_path}/model.ckpt-{step}')[1].get('lrn_across_towers', False) is across
+    assert capsys.readouterr().err == ''
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_and_leaves_nothing(run, tmp_path, monkeypatch):
