@@ -80,17 +80,25 @@ def _min_input_size():
 MIN_INPUT_SIZE = _min_input_size()   # 67: the smallest input that leaves pool5 non-empty
 
 
+MAX_INPUT_SIZE = 1024   # fc6 alone is then 1.0e9 weights (4 GB): a larger input is a typo, not a network
+MAX_CLASSES = 100_000   # fc8 then holds 4.1e8 weights (1.6 GB); ImageNet's full 21,841 classes fit
+MAX_RESIZE_SIZE = 2 * MAX_INPUT_SIZE   # the shorter side images are resized to before the crop (256 for 227)
+
+
 def check_input_size(input_size):
     if not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
         raise ValueError(f'input size {input_size} is too small for AlexNet: pool5 would be '
                          f'empty; use a square input of at least {MIN_INPUT_SIZE} pixels '
                          f'(the paper uses {INPUT_SIZE})')
+    if input_size > MAX_INPUT_SIZE:
+        raise ValueError(f'input size {input_size} is too large: fc6 would not fit in memory; use a square '
+                         f'input of at most {MAX_INPUT_SIZE} pixels (the paper uses {INPUT_SIZE})')
 
 
 def split_classes(num_classes):
     """Class scores per tower: tower a takes the larger half when the count is odd."""
-    if num_classes < 2:
-        raise ValueError(f'num_classes must be at least 2, got {num_classes}')
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f'num_classes must be from 2 to {MAX_CLASSES}, got {num_classes}')
     return (num_classes + 1) // 2, num_classes // 2
 
 
@@ -415,13 +423,24 @@ def count(input_size=INPUT_SIZE, num_classes=NUM_CLASSES):
     return sum(r[3] for r in rows), sum(r[4] for r in rows)
 
 
+class Parser(argparse.ArgumentParser):
+    """cli.Parser's one-line flag errors (cli.py imports this module, so it cannot be imported here)."""
+    def error(self, message):
+        self.exit(2, f'error: {message} (see --help)\n')
+
+
+def parser():
+    p = Parser(description='Print the AlexNet layer table.')
+    p.add_argument('-i', '--input-size', type=int, default=INPUT_SIZE,
+                   help=f'square input size in pixels (default {INPUT_SIZE}, from {MIN_INPUT_SIZE} to '
+                        f'{MAX_INPUT_SIZE})')
+    p.add_argument('-n', '--num-classes', type=int, default=NUM_CLASSES,
+                   help=f'number of classes (default {NUM_CLASSES}, from 2 to {MAX_CLASSES})')
+    return p
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Print the AlexNet layer table.')
-    parser.add_argument('-i', '--input-size', type=int, default=INPUT_SIZE,
-                        help=f'square input size in pixels (default {INPUT_SIZE}, at least {MIN_INPUT_SIZE})')
-    parser.add_argument('-n', '--num-classes', type=int, default=NUM_CLASSES,
-                        help=f'number of classes (default {NUM_CLASSES})')
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         rows = layer_table(args.input_size, args.num_classes)
     except ValueError as e:

@@ -11,8 +11,6 @@ transforms (decoding included). One figure a line on stdout, the summary last:
 
     train 110.2 img/s  infer 352.0 img/s  (bf16, batch 128)
 """
-import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -24,14 +22,18 @@ import numpy as np
 import tensorflow as tf
 
 import alexnet
+import cli
 import datasets
 import parallel
 import preprocessing
 import recipe
-from datasets import DataError
+import settings
+from errors import DataError
 
 SAMPLE_JPEGS = Path(__file__).resolve().parent / 'tests' / 'data' / 'imagenet' / 'val'
 MATMUL_SIZE = 4096     # the reference product: [n, n] x [n, n], 2 n^3 FLOP
+MAX_MATMUL_SIZE = 32768   # three [n, n] matrices of 4 GiB each: more than any machine this runs on holds
+MAX_SECONDS = 3600.0      # --pipeline-seconds: an hour measures any pipeline; more is a typo
 # FLOP per image: 2 per multiply-add (724,406,816 at 227x227), x3 for training (forward, and
 # backward to the activations and to the weights).
 
@@ -157,35 +159,37 @@ def profile(sess, fetch, steps=3):
     return sorted(((micros / total, category) for category, micros in spent.items()), reverse=True)
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description='Measure AlexNet training and inference speed (images/second) '
-                                            'on synthetic data, and the input pipeline on real images.')
-    p.add_argument('-b', '--batch-size', type=int, default=recipe.BATCH_SIZE,
+def parser():
+    p = cli.Parser(description='Measure AlexNet training and inference speed (images/second) on synthetic data, '
+                               'and the input pipeline on real images.')
+    p.add_argument('-b', '--batch-size', type=cli.whole(1), default=recipe.BATCH_SIZE,
                    help=f'images per step (default {recipe.BATCH_SIZE})')
-    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
+    p.add_argument('--precision', choices=parallel.PRECISIONS, default='fp32',
                    help='fp32 (default), bf16 (oneDNN mixed precision on CPUs), fp16 (GPUs)')
-    p.add_argument('--steps', type=int, default=10, help='timed steps; the median is reported (default 10)')
-    p.add_argument('--warmup', type=int, default=3, help='untimed steps first (default 3)')
-    p.add_argument('-i', '--input-size', type=int, default=alexnet.INPUT_SIZE,
-                   help=f'square input size (default {alexnet.INPUT_SIZE})')
+    p.add_argument('--steps', type=cli.whole(1), default=10, help='timed steps; the median is reported (default 10)')
+    p.add_argument('--warmup', type=cli.whole(0), default=3, help='untimed steps first (default 3)')
+    p.add_argument('-i', '--input-size', type=cli.whole(alexnet.MIN_INPUT_SIZE), default=alexnet.INPUT_SIZE,
+                   help=f'square input size (default {alexnet.INPUT_SIZE}, at least {alexnet.MIN_INPUT_SIZE})')
     p.add_argument('--devices', help='tower devices, e.g. /gpu:0,/gpu:1 (default: two GPUs, one GPU or the CPU)')
     p.add_argument('--data-format', type=str.upper, choices=alexnet.DATA_FORMATS,
                    help='activation layout: NHWC or NCHW (default: NCHW on GPUs, NHWC on CPUs)')
     p.add_argument('--data-dir', default=str(SAMPLE_JPEGS),
                    help='JPEGs for the input pipeline figure (default: the 12 real ImageNet validation images '
                         'of tests/data/imagenet/val; ../shared/data/imagenet/val has 100)')
-    p.add_argument('--pipeline-seconds', type=float, default=10.0, help='how long to run the pipeline (default 10)')
-    p.add_argument('--threads', type=int, help="the input pipeline's threads (default: tf.data's choice)")
+    p.add_argument('--pipeline-seconds', type=cli.number(0, MAX_SECONDS, low_included=False), default=10.0,
+                   help=f'how long to run the pipeline (default 10, at most {MAX_SECONDS})')
+    p.add_argument('--threads', type=cli.whole(1), help="the input pipeline's threads (default: tf.data's choice)")
     p.add_argument('--skip-pipeline', action='store_true', help='do not measure the input pipeline')
     p.add_argument('--profile', action='store_true',
                    help='also print where a training step spends its time (share of op time by part)')
-    p.add_argument('--matmul-size', type=int, default=MATMUL_SIZE,
-                   help=f'n of the reference [n, n] x [n, n] product (default {MATMUL_SIZE})')
-    a = p.parse_args(argv)
-    for key in ('batch_size', 'steps', 'matmul_size'):
-        if getattr(a, key) < 1:
-            p.error(f'--{key.replace("_", "-")} must be at least 1')
-    return a
+    p.add_argument('--matmul-size', type=cli.whole(1, MAX_MATMUL_SIZE), default=MATMUL_SIZE,
+                   help=f'n of the reference [n, n] x [n, n] product (default {MATMUL_SIZE}, at most '
+                        f'{MAX_MATMUL_SIZE})')
+    return p
+
+
+def parse_args(argv):
+    return parser().parse_args(argv)
 
 
 def main(argv=None):
@@ -198,9 +202,9 @@ def main(argv=None):
     except (DataError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    a = argparse.Namespace(input_size=args.input_size, **dataclasses.asdict(recipe.Recipe(   # the paper's recipe
-        alexnet.NUM_CLASSES, devices=devices, batch_size=args.batch_size, precision=args.precision,
-        data_format=args.data_format or alexnet.default_data_format(devices.split(',')))))
+    a = settings.settled(dict(input_size=args.input_size, devices=devices, batch_size=args.batch_size,   # the paper's
+                              precision=args.precision,                                              # recipe
+                              data_format=args.data_format or alexnet.default_data_format(devices.split(','))))
     if args.precision == 'bf16' and 'GPU' not in devices.upper() and not parallel.cpu_has_bf16():
         log(parallel.BF16_EMULATED_NOTE)
     if args.precision == 'fp16' and 'GPU' not in devices.upper():

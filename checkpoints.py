@@ -14,7 +14,8 @@ The run folder holds the latest few checkpoints, `best/` the best by validation
 top-1, and `features/` the conv1..conv5 weights for fine-tuning. It is locked by
 the trainer that uses it (prepare_run_folder); -scratch --overwrite deletes an
 earlier run's files only once the new run is ready (delete_run). warm_start copies
-another checkpoint's weights into a new run (--model_path).
+another checkpoint's weights into a new run (--model_path); a run's own JSON is
+run_record's, and -resume reads its checkpoint back with restore.
 """
 import glob
 import json
@@ -26,7 +27,8 @@ import sys
 
 import tensorflow as tf
 
-from datasets import DataError
+import alexnet
+from errors import DataError
 from files import FolderLock, fsync_folder, write_json_atomic
 from preprocessing import RESIZE_MODES
 
@@ -345,6 +347,46 @@ def variable_names(prefix):
     return {name for name, _ in tf.train.list_variables(prefix)}
 
 
+def run_record(a, recorded, ds, step, steps_per_epoch, schedule, best, budget):
+    """A training run's checkpoint JSON (save adds the step): the settings a names in `recorded`
+    (settings.DEFAULTS), its data ds, where it is, the schedule (schedule.py), the best validation figures,
+    and budget.py's plan and time used."""
+    return dict(args={k: getattr(a, k) for k in recorded}, dataset=ds.name, data_dir=a.data_dir,
+                class_names=list(ds.class_names), class_ids=ds.class_ids, num_classes=a.num_classes,
+                input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
+                epoch=step / steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                learning_rate=schedule.rate, schedule=schedule.state(), best=best,
+                precision=a.precision, devices=a.devices, **alexnet.lrn_record(alexnet.lrn_of(vars(a))),
+                channel_order=a.channel_order, resize_mode=a.resize_mode, plan=budget.plan,
+                seconds_used=round(budget.used(), 1))
+
+
+def restore(sess, prefix, saver, averages, train_dir):
+    """Every variable of the graph from the run's checkpoint at prefix (saver: of them all). A layer that
+    -resume now trains and the run did not (a longer --train-layers) has no training state there: its
+    momentum starts at zero, and its --ema averages ({weight's name: its average}) at its weights, as a new
+    run's do. A one-line DataError for any other variable the checkpoint lacks."""
+    have = variable_names(prefix)
+    missing = [v for v in tf.compat.v1.global_variables() if v.op.name not in have]
+    slots = [v for v in missing if v.op.name.endswith(SLOT_SUFFIX)]
+    averaged = {name: average for name, average in averages.items()    # untrained by the run
+                if average.op.name not in have and name + SLOT_SUFFIX not in have}
+    new_state = {v.op.name for v in slots + list(averaged.values())}
+    lacking = [v.op.name for v in missing if v.op.name not in new_state]
+    if lacking:
+        raise DataError(f'{prefix} lacks {", ".join(lacking[:3])}: it was not written by this run\'s '
+                        f'settings; start a new run with -scratch --model_path {train_dir}')
+    if not missing:
+        return saver.restore(sess, prefix)
+    tf.compat.v1.train.Saver([v for v in tf.compat.v1.global_variables() if v.op.name in have]).restore(sess, prefix)
+    weights = {v.op.name: v for v in tf.compat.v1.trainable_variables()}
+    sess.run([tf.compat.v1.variables_initializer(slots)] +
+             [tf.compat.v1.assign(average, weights[name]) for name, average in averaged.items()])
+    print(f'momentum of the layers now trained starts at zero: {", ".join(v.op.name for v in slots)}' +
+          (f'; their --ema averages start at their weights: {", ".join(v.op.name for v in averaged.values())}'
+           if averaged else ''))
+
+
 def whole_model(found):
     """found ((prefix, meta)), when its checkpoint holds the whole network; a one-line DataError for a
     features/ checkpoint, which holds only the convolutional layers."""
@@ -355,11 +397,15 @@ def whole_model(found):
     return found
 
 
-def resume_problem(train_dir, prefix):
+def resume_problem(train_dir, prefix, meta):
     """Why -resume cannot continue from this checkpoint, or None: it must hold the optimizer's state, which
-    best/, features/ and imported weights do not."""
+    best/, features/ and imported weights do not, and its JSON the run's settings and schedule (which
+    META_SCHEMA leaves optional: imports have none)."""
     if any(name.endswith(SLOT_SUFFIX) for name in variable_names(prefix)):
-        return None
+        if isinstance(meta.get('args'), dict) and isinstance(meta.get('schedule'), dict):
+            return None
+        return (f'{prefix}.json lacks the run\'s settings ("args", "schedule"): it was not written by train.py, '
+                f'or was edited; restore it, or start a new run with -scratch')
     new_run = f'start a new run from these weights: python train.py -scratch --model_path {train_dir} ' \
               f'--train-dir NEW_FOLDER'
     folder = os.path.normpath(train_dir)
@@ -412,6 +458,27 @@ def weights_file_problem(model_path):
                 f'python import_weights.py {model_path} --train-dir runs/bvlc_alexnet, then give '
                 f'--model_path runs/bvlc_alexnet')
     return None
+
+
+def model_path_problem(model_path):
+    """A one-line reason when --model_path names nothing to start from (checked before any graph is built), or
+    None: a checkpoint of this project (a prefix or a run folder), or a bare TensorFlow one."""
+    weights = weights_file_problem(model_path)
+    if weights:
+        return weights
+    try:
+        find(checkpoint=model_path)
+        return None
+    except DataError:
+        pass
+    prefix = model_path[:-len('.index')] if model_path.endswith('.index') else model_path
+    if os.path.isdir(model_path):
+        prefix = tf.train.latest_checkpoint(model_path) or os.path.join(model_path, PREFIX)
+    index = prefix + '.index'
+    if os.path.isfile(index) and os.path.getsize(index) > 0:
+        return None                  # a bare TensorFlow checkpoint: warm_start reads what it has
+    return (f'--model_path {model_path}: no checkpoint there: give a run folder (e.g. runs/bvlc_alexnet) or a '
+            f'checkpoint prefix such as runs/alexnet/model.ckpt-1000')
 
 
 def warm_start(sess, model_path, class_names=None, train_layers=None):

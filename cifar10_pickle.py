@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 
-from datasets import DataError
+from errors import DataError
 
 ROW_SIZE = 32 * 32 * 3  # one image per row: 1024 red, then 1024 green, then 1024 blue
 MAX_ROWS = 10000        # images per batch file: the official batches hold exactly this many

@@ -15,26 +15,24 @@ build what the official files hold (uint8 arrays of N x 3072 pixels, as numpy
 pickles them, and plain containers), so a crafted file can neither run code
 nor make up images or memory.
 """
-import argparse
 import hashlib
-import http.client
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import time
 import zlib
 
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import numpy as np
-from tqdm import tqdm
 
 import cifar10_pickle
+import cli
 from cifar10_pickle import ROW_SIZE
-from datasets import DataError, Dataset, Split
+from errors import DataError
+from datasets import Dataset, Split
+from download import TooLarge, Unreachable, cache_root, fetch
 from files import fsync_folder
 
 CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer',
@@ -44,10 +42,12 @@ CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 CIFAR10_SHA256 = '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce'
 CIFAR10_SIZE = 170498071          # bytes of the official archive: a download never grows past it
 MAX_ARCHIVE_BYTES = 2 * CIFAR10_SIZE   # the cap for an archive of unknown size (--md5 of your own)
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'alexnet', 'cifar10')
+DEFAULT_CACHE_DIR = os.path.join(cache_root(), 'cifar10')   # in $ALEXNET_CACHE, else $XDG_CACHE_HOME/alexnet, ...
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 BATCHES_DIR = 'cifar-10-batches-py'
 TRAIN_BATCHES = [f'data_batch_{i}' for i in range(1, 6)]
+TRAIN_IMAGES = 50_000     # 10,000 a training batch
+VAL_SIZE = 5_000          # training images held out for validation (a tenth): train.py's --val-size default
 BATCH_FILES = ['batches.meta', *TRAIN_BATCHES, 'test_batch']
 COMPLETE = '.complete'  # written last into an extracted folder: the archive's MD5
 STALE_EXTRACTION = 3600     # seconds after which a .extract-* left by a killed run is removed
@@ -88,51 +88,20 @@ def _check_archive(path, md5):
 
 # --- download -----------------------------------------------------------------
 
-class _TooLarge(Exception):
-    """The server sends (or announces) more bytes than the archive can have."""
-
-
-def _fetch(url, part, progress, limit):
-    """Append the rest of `url` to `part` (HTTP Range), or rewrite it when the server won't;
-    raise _TooLarge as soon as the file would grow past `limit` bytes."""
-    start = os.path.getsize(part) if os.path.exists(part) else 0
-    if start > limit:                # longer than any archive we expect: start over
-        os.remove(part)
-        start = 0
-    request = urllib.request.Request(url, headers={'Range': f'bytes={start}-'} if start else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and start:  # the .part is already whole or too long: start over
-            os.remove(part)
-            return _fetch(url, part, progress, limit)
-        raise
-    with response:
-        resumed = (start and response.status == 206 and
-                   response.headers.get('Content-Range', '').startswith(f'bytes {start}-'))
-        start = start if resumed else 0
-        length = response.headers.get('Content-Length')
-        total = start + int(length) if length and length.isdigit() else None
-        if total is not None and total > limit:
-            raise _TooLarge(f'announces {total} bytes')
-        size = start
-        with open(part, 'ab' if resumed else 'wb') as f, \
-                tqdm(total=total, initial=start, unit='B', unit_scale=True,
-                     desc=os.path.basename(part), disable=not progress) as bar:
-            for chunk in iter(lambda: response.read(1 << 20), b''):
-                size += len(chunk)
-                if size > limit:
-                    raise _TooLarge(f'sent more than {limit} bytes')
-                f.write(chunk)
-                bar.update(len(chunk))
-    # http.client returns a short body without complaint when the connection drops.
-    size = os.path.getsize(part)
-    if total is not None and size < total:
-        raise ConnectionError(f'connection closed after {size} of {total} bytes')
+def _check_download(part, url, md5):
+    """Refuse a finished download whose MD5 (and, for the official archive, SHA-256) is not the expected one;
+    download.fetch then deletes it."""
+    got, sha256 = digests(part)
+    if got != md5:
+        raise DataError(f'downloaded {url} has MD5 {got}, expected {md5}; the file was deleted: '
+                        f'try again, or pass --md5 {got} if {url} serves a copy you made yourself')
+    if md5 == CIFAR10_MD5 and sha256 != CIFAR10_SHA256:
+        raise DataError(f'downloaded {url} has the official MD5 but SHA-256 {sha256}, expected '
+                        f'{CIFAR10_SHA256}; the file was deleted: it is not the official archive, check --url')
 
 
 def download(dest_dir, url=CIFAR10_URL, md5=None, progress=True):
-    """Return the path of the archive in dest_dir, downloading it first if missing.
+    """Return the path of the archive in dest_dir, downloading it first if missing (download.fetch).
 
     The download goes to a .part file, renamed only once its MD5 (and, for the official
     archive, its SHA-256) checks out, so an interrupted run never leaves something that
@@ -147,29 +116,14 @@ def download(dest_dir, url=CIFAR10_URL, md5=None, progress=True):
     if os.path.exists(path):
         _check_archive(path, md5)
         return path
-    part = path + '.part'
     try:
-        _fetch(url, part, progress, limit)
-    except _TooLarge as e:
-        if os.path.exists(part):
-            os.remove(part)
+        return fetch(url, path, limit, lambda part: _check_download(part, url, md5), show_progress=progress)
+    except TooLarge as e:
         what = f'the official archive is {limit} bytes' if official else f'capped at {limit} bytes for an --md5 archive'
-        raise DataError(f'download of {url} stopped: the server {e} ({what}); the partial file was deleted: '
-                        f'check --url')
-    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets
-        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, 'reason', e)
-        raise DataError(f'could not download {url} into {dest_dir} ({reason}); {OFFLINE_HINT}')
-    got, sha256 = digests(part)
-    if got != md5:
-        os.remove(part)
-        raise DataError(f'downloaded {url} has MD5 {got}, expected {md5}; the file was deleted: '
-                        f'try again, or pass --md5 {got} if {url} serves a copy you made yourself')
-    if official and sha256 != CIFAR10_SHA256:
-        os.remove(part)
-        raise DataError(f'downloaded {url} has the official MD5 but SHA-256 {sha256}, expected '
-                        f'{CIFAR10_SHA256}; the file was deleted: it is not the official archive, check --url')
-    os.replace(part, path)
-    return path
+        raise DataError(f'download of {url} stopped: the server {e.what} ({what}); the partial file was deleted: '
+                        f'check --url') from None
+    except Unreachable as e:
+        raise DataError(f'could not download {url} into {dest_dir} ({e.reason}); {OFFLINE_HINT}') from None
 
 
 # --- safe extraction ------------------------------------------------------------
@@ -376,7 +330,7 @@ def holdout(labels, val_size, seed=0):
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def load_cifar10(data_dir=None, val_size=5000, seed=0, md5=None, download=True, url=CIFAR10_URL):
+def load_cifar10(data_dir=None, val_size=VAL_SIZE, seed=0, md5=None, download=True, url=CIFAR10_URL):
     """Return the CIFAR-10 `Dataset`: train minus a `val_size` holdout, val, and test_batch.
 
     val (the holdout, see `holdout`) is for learning-rate and checkpoint decisions;
@@ -386,7 +340,7 @@ def load_cifar10(data_dir=None, val_size=5000, seed=0, md5=None, download=True, 
     return dataset_from(batches_dir, val_size, seed)
 
 
-def dataset_from(batches_dir, val_size=5000, seed=0):
+def dataset_from(batches_dir, val_size=VAL_SIZE, seed=0):
     """Build the `Dataset` from an extracted cifar-10-batches-py/ (see `load_cifar10`)."""
     images, labels, test_images, test_labels, names = load_batches(batches_dir)
     if not 0 <= val_size < len(labels):
@@ -400,16 +354,23 @@ def dataset_from(batches_dir, val_size=5000, seed=0):
                    mean=tuple(float(m) for m in mean))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description='Download, verify and summarise CIFAR-10.')
+def parser():
+    ap = cli.Parser(description='Download, verify and summarise CIFAR-10.')
     ap.add_argument('--data-dir', default=DEFAULT_CACHE_DIR,
                     help=f'archive, {BATCHES_DIR}/ or a folder to download into')
-    ap.add_argument('--md5', help='MD5 of an archive you made yourself (default: the official one)')
+    ap.add_argument('--md5', type=cli.md5, help='MD5 of an archive you made yourself (default: the official one)')
     ap.add_argument('--url', default=CIFAR10_URL)
-    ap.add_argument('--val-size', type=int, default=5000)
-    ap.add_argument('--seed', type=int, default=0)
-    args = ap.parse_args(argv)
+    ap.add_argument('--val-size', type=cli.whole(0, TRAIN_IMAGES - 1), default=VAL_SIZE,
+                    help=f'training images held out for validation (default {VAL_SIZE}, at most {TRAIN_IMAGES - 1})')
+    ap.add_argument('--seed', type=cli.whole(0), default=0, help='seed of the holdout (default 0)')
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     try:
+        if os.path.lexists(args.data_dir) and not os.path.isdir(args.data_dir):   # an archive: not a FIFO, a loop
+            cli.input_file(args.data_dir, '--data-dir', f'{ARCHIVE_NAME}, {BATCHES_DIR}/ or a folder to download into')
         batches_dir, status = prepare(args.data_dir, md5=args.md5, url=args.url)
         ds = dataset_from(batches_dir, val_size=args.val_size, seed=args.seed)
     except DataError as e:

@@ -3,18 +3,29 @@
 train.py, test.py, classify.py, export.py and visualize.py all find a checkpoint with
 --train-dir / --checkpoint (checkpoints.for_use), test.py and classify.py take the
 same crop flags (Section 4.1's testing), and each exits with one `error:` line for a
-user's mistake (a DataError), never a traceback.
+user's mistake (a DataError), never a traceback. A number flag's range is its argparse
+type (whole, number), refused at parse time; the paths a command reads are checked
+before they are opened (input_file: a FIFO would block), and an output
+never replaces an input or a file of another kind (check_replaceable).
+tests/test_misuse.py tries every command's flags with these mistakes.
 """
 import argparse
+import glob
+import math
+import os
+import stat
 import sys
 import warnings
 
 import checkpoints
+import files
 import parallel
-from datasets import DataError
+from errors import DataError
 
 RANDOM_CROPS = 5          # test.py and classify.py: 5 random crops with reflections, as the original implementation
+MAX_CROPS = 1000          # --crops: each image's crops go through the network together, one batch
 TOP_K = 5                 # the paper reports top-1 and top-5 error rates
+MAX_WHOLE = 2 ** 31 - 1   # the largest count or seed any flag takes: TensorFlow's sizes and seeds are 32-bit
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,6 +39,124 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f'error: {message} (see --help)\n')
 
 
+# --- argparse types: a number out of its range is refused at parse time, in one line, before any work -------
+def whole(low=1, high=MAX_WHOLE):
+    """argparse's type for a whole number from low to high."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number: give one from {low} to {high}') \
+                from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be at least {low}, got {value}')
+        if value > high:
+            raise argparse.ArgumentTypeError(f'must be at most {high}, got {value}')
+        return value
+    return parse
+
+
+def number(low, high, low_included=True):
+    """argparse's type for a finite number from low (or above low) to high."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = low <= value <= high if low_included else low < value <= high
+        if not inside:
+            span = f'from {low:g}' if low_included else f'above {low:g}'
+            raise argparse.ArgumentTypeError(f'must be a number {span} up to {high:g}, got {text}')
+        return value
+    return parse
+
+
+def md5(text):
+    """argparse's type for an MD5 digest: 32 hexadecimal digits."""
+    if len(text) != 32 or any(c not in '0123456789abcdefABCDEF' for c in text):
+        raise argparse.ArgumentTypeError(f'{text!r} is not an MD5 digest: give its 32 hexadecimal digits '
+                                         f'(md5sum FILE prints them)')
+    return text.lower()
+
+
+# --- paths a command reads: checked before they are opened (a FIFO would block, a loop would never resolve) ---
+def input_file(path, flag='', what='a file'):
+    """A one-line DataError unless path is a regular file with something in it (flag: its flag, '' for an
+    argument; what: the words for the file expected)."""
+    kind, name = _kind(path, flag, what), _named(path, flag)
+    if kind != 'a file':
+        raise DataError(f'{name} is {kind}, not a file: give {what}')
+    if os.path.getsize(path) == 0:
+        raise DataError(f'{name} is an empty file: give {what}')
+    return path
+
+
+def _named(path, flag):
+    return f'{flag} {path}' if flag else path
+
+
+def _kind(path, flag, what):
+    """'a file' (a regular one), 'a folder', 'a FIFO', 'a socket' or 'a device': what is at path; a DataError
+    when nothing is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:        # missing, a symbolic link that loops or points nowhere, no permission
+        raise DataError(f'{_named(path, flag)}: {(e.strerror or str(e)).lower()}: give {what}') from None
+    if stat.S_ISREG(mode):
+        return 'a file'
+    if stat.S_ISDIR(mode):
+        return 'a folder'
+    return 'a FIFO' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'a device'
+
+
+# --- paths a command writes: never over one of its inputs, never over a file of another kind -----------------
+TFLITE_MARK = b'TFL3'     # at bytes 4..8 of a TensorFlow Lite model
+KIND_WORDS = {'json': 'JSON', 'tflite': 'a TensorFlow Lite model', 'pdf': 'a PDF', 'svg': 'an SVG picture'}
+
+
+def kind_of(path):
+    """files.kind_of's words for what an existing file holds, told apart further for these commands' outputs:
+    'json' and 'svg' (text beginning with { or [, and with < ), 'pdf', 'tflite' (a TensorFlow Lite model)."""
+    found = files.kind_of(path)
+    if found not in ('text', 'binary'):
+        return found
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    if head.startswith(b'%PDF'):
+        return 'pdf'
+    if found == 'binary':
+        return 'tflite' if head[4:8] == TFLITE_MARK else found
+    start = head.lstrip()[:1]
+    return 'json' if start in (b'{', b'[') else 'svg' if start == b'<' else 'text'
+
+
+def checkpoint_files(prefix):
+    """The files of a checkpoint (.index, .data-*, .json): inputs no output may replace."""
+    return glob.glob(glob.escape(prefix) + '.*')
+
+
+def check_replaceable(path, flag, kinds, inputs=()):
+    """A one-line DataError when an existing output path must not be replaced: it is one of the files the
+    command reads (inputs), not a regular file, or a file of another kind than it writes (kinds: kind_of's
+    words; an empty file may always be replaced). With files.check_output_file, before the work."""
+    if not os.path.lexists(path):
+        return
+    if files.is_one_of(path, inputs):
+        raise DataError(f'{flag} {path} is one of the files this command reads: give {flag} a new file name')
+    kind = _kind(path, flag, 'a file name')
+    if kind != 'a file':
+        raise DataError(f'{flag} {path} is {kind}: give a file name')
+    found = kind_of(path)
+    if found not in kinds and found != 'empty':
+        wanted = ' or '.join(map(_kind_words, kinds))
+        raise DataError(f'{flag} {path} exists and is {_kind_words(found)}, not {wanted}: it is not overwritten; '
+                        f'move it away or give another file name')
+
+
+def _kind_words(kind):
+    return KIND_WORDS.get(kind) or files.KIND_NAMES.get(kind, kind)
+
+
 def add_checkpoint_flags(p):
     p.add_argument('--train-dir', help=f'run folder (default {checkpoints.DEFAULT_TRAIN_DIR}): its best/ '
                                        'checkpoint, else its latest')
@@ -36,7 +165,7 @@ def add_checkpoint_flags(p):
 
 def add_crop_flags(p):
     crops = p.add_mutually_exclusive_group()
-    crops.add_argument('--crops', type=int, default=RANDOM_CROPS,
+    crops.add_argument('--crops', type=whole(1, MAX_CROPS), default=RANDOM_CROPS,
                        help=f'average K random crops with random reflections (default {RANDOM_CROPS})')
     crops.add_argument('--ten-crop', action='store_true',
                        help='the paper\'s 10 crops: four corners and centre, and their reflections')
@@ -44,7 +173,7 @@ def add_crop_flags(p):
 
 
 def add_top_k_flag(p, what='classes in the top-k'):
-    p.add_argument('-k', '--top-k', type=int, default=TOP_K, help=f'{what} (default {TOP_K})')
+    p.add_argument('-k', '--top-k', type=whole(1), default=TOP_K, help=f'{what} (default {TOP_K})')
 
 
 def add_devices_flag(p):

@@ -30,10 +30,12 @@ with -resume and the chief continues from its last checkpoint. Synchronous
 workers keep in lock step (lock_step): one that is gone or stuck stops the run
 after --step-timeout, with a checkpoint and one line naming it. A chief started
 next to a parameter server that still holds a run is refused.
+
+Where the tasks are (these flags, or a cluster manager's TF_CONFIG), each task's
+gRPC server and a parameter server's life are in servers.py.
 """
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -44,122 +46,18 @@ from tqdm import tqdm
 import checkpoints
 import parallel
 import preprocessing
+import servers
 import stopping
 import trainer
-from datasets import DataError
+from errors import DataError
 
 STEPS_AHEAD = 1        # how many steps a synchronous worker may run ahead of the slowest (see lock_step)
 POLL_SECONDS = 0.1     # how often a worker that is ahead looks at the others' step counts
 LOOK_TIMEOUT = 30      # seconds a look at those counts may take (a parameter server that does not answer)
+APPLIER_STOP_SECONDS = 60    # how long the chief's update thread may take to end once its session is closed
 LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.OutOfRangeError,
         tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.InternalError,
         tf.errors.DeadlineExceededError)
-
-
-def _hosts(text, flag):
-    hosts = [h.strip() for h in (text or '').split(',') if h.strip()]
-    if not hosts:
-        raise DataError(f'--job-name needs {flag} host:port,... (the same list on every task)')
-    for h in hosts:
-        host, _, port = h.rpartition(':')
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DataError(f'{flag}: {h!r} is not host:port')
-    return hosts
-
-
-def cluster_spec(args):
-    """The ClusterSpec of --ps-hosts and --worker-hosts, after checking this task's index."""
-    spec = {'ps': _hosts(args.ps_hosts, '--ps-hosts'), 'worker': _hosts(args.worker_hosts, '--worker-hosts')}
-    index = args.task_index or 0
-    if not 0 <= index < len(spec[args.job_name]):
-        raise DataError(f'--task-index {index} is out of range: --{args.job_name}-hosts lists '
-                        f'{len(spec[args.job_name])} {args.job_name} task(s), numbered from 0')
-    return tf.train.ClusterSpec(spec)
-
-
-def check_port(address):
-    """A one-line error when another process already listens on this task's port."""
-    host, port = address.rsplit(':', 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(('', int(port)))          # gRPC listens on every interface
-    except OSError as e:
-        raise DataError(f'port {address} is in use: {e.strerror}; stop the process holding it or give this '
-                        f'task another port (in --ps-hosts / --worker-hosts, on every task)') from None
-    finally:
-        s.close()
-
-
-def start_server(args):
-    spec = cluster_spec(args)
-    index = args.task_index or 0
-    address = spec.task_address(args.job_name, index)
-    check_port(address)
-    try:
-        server = tf.distribute.Server(spec, job_name=args.job_name, task_index=index, start=True)
-    except (tf.errors.OpError, RuntimeError) as e:
-        raise DataError(f'could not start the {args.job_name} {index} server on {address}: '
-                        f'{str(e).splitlines()[0]}') from None
-    print(f'note: TensorFlow\'s gRPC server on {address} has no authentication and listens on every interface: '
-          f'whoever reaches the port can run TensorFlow ops as this user; keep the cluster\'s ports private '
-          f'(firewall, private network or SSH tunnel: README, Scaling out)', file=sys.stderr, flush=True)
-    return spec, server
-
-
-def serve(args):
-    """A parameter server: hold the variables until stopped (Ctrl-C or kill)."""
-    spec, server = start_server(args)
-    print(f'parameter server {args.task_index or 0} of {spec.num_tasks("ps")} listening on '
-          f'{spec.task_address("ps", args.task_index or 0)}; stop it with Ctrl-C when training is done', flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print('parameter server stopped')
-        return 0
-
-
-def wait_for_parameter_servers(spec, seconds):
-    """Block until every parameter server accepts connections, saying so every few seconds."""
-    deadline = time.time() + seconds
-    for address in spec.job_tasks('ps'):
-        host, port = address.rsplit(':', 1)
-        said = 0
-        while True:
-            try:
-                socket.create_connection((host, int(port)), timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise DataError(f'no parameter server answered at {address} within {seconds:g} s: start it '
-                                    f'(python train.py --job-name ps ...) or raise --wait-seconds') from None
-                if time.time() - said > 5:
-                    print(f'waiting for parameter server {address} ...', flush=True)
-                    said = time.time()
-                time.sleep(0.5)
-
-
-def _answers(address):
-    """True when a task's host:port accepts connections."""
-    host, port = address.rsplit(':', 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
-def describe_workers(spec, indices):
-    """'worker 1 (host:port, gone)': each with whether its port still answers."""
-    tasks = spec.job_tasks('worker')
-    state = lambda address: 'its port answers: is it stuck?' if _answers(address) else 'gone'
-    return ', '.join(f'worker {i} ({tasks[i]}, {state(tasks[i])})' for i in indices)
-
-
-def unreachable_parameter_server(spec):
-    """The first parameter server that no longer accepts connections (it died), or None."""
-    return next((address for address in spec.job_tasks('ps') if not _answers(address)), None)
 
 
 def _end_progress_bars():
@@ -210,7 +108,7 @@ class Worker:
         self.workers = spec.num_tasks('worker')
         self.is_chief = self.task == 0
         self.sync = not a.async_updates and self.workers > 1
-        self.sync_opt, self.applier, self.stopping = None, None, False
+        self.sync_opt, self.applier, self.applier_sess, self.stopping = None, None, None, False
         self.worker_steps = None       # sync: every worker's step count, on the parameter server (lock_step)
         self.step_timeout = a.step_timeout if self.sync else None
         self.cpu = f'/job:worker/task:{self.task}/device:CPU:0'
@@ -253,7 +151,7 @@ class Worker:
                                                            tf.constant([1], tf.int64))
         if self.sync_opt:              # SyncReplicasOptimizer's own readiness check: this file has its own
             self.sync_opt.ready_for_local_init_op.mark_used()
-        wait_for_parameter_servers(self.spec, a.wait_seconds)
+        servers.wait_for_parameter_servers(self.spec, a.wait_seconds)
         config = parallel.session_config(a.precision, a.devices.split(','))
         config.device_filters[:] = ['/job:ps', f'/job:worker/task:{self.task}']   # not the other workers
         sess = tf.compat.v1.Session(self.server.target, config=config)
@@ -262,11 +160,7 @@ class Worker:
             training.restore_or_initialise(sess, meta)
             if self.sync_opt:
                 sess.run(self.sync_opt.chief_init_op)
-                runner = self.sync_opt.get_chief_queue_runner()
-                self.close_queue = runner.cancel_op
-                self.applier = threading.Thread(target=self.apply_updates, args=(sess, runner.enqueue_ops[0]),
-                                                daemon=True)
-                self.applier.start()
+                self.start_applier(self.sync_opt.get_chief_queue_runner(), config)
                 sess.run(self.worker_steps.initializer)
             sess.run(self.ready_flag.initializer)
         else:
@@ -316,10 +210,19 @@ class Worker:
             waited = time.time() - started
             if stop.signal:
                 raise stopping.StepBlocked(f'stopped by {stop.signal} while waiting for '
-                                           f'{describe_workers(self.spec, behind)}', by_signal=True)
+                                           f'{servers.describe_workers(self.spec, behind)}', by_signal=True)
             if waited > self.step_timeout:
                 raise stopping.StepBlocked(self.blocked_message(waited, behind), by_signal=False)
             time.sleep(POLL_SECONDS)
+
+    def start_applier(self, runner, config):
+        """The chief's update thread (apply_updates), in a session of its own: closing that session is what
+        ends the step it waits in once the run is over (stop_applier)."""
+        self.close_queue = runner.cancel_op
+        self.applier_sess = tf.compat.v1.Session(self.server.target, config=config)
+        self.applier = threading.Thread(target=self.apply_updates, args=(self.applier_sess, runner.enqueue_ops[0]),
+                                        name='sync replicas applier', daemon=True)
+        self.applier.start()
 
     def apply_updates(self, sess, update):
         """The chief's thread: wait for every worker's gradients, apply their average, release the workers."""
@@ -328,6 +231,27 @@ class Worker:
                 sess.run(update)
             except Exception:          # stopping, or a lost server: the training loop reports it
                 return
+
+    def stop_applier(self):
+        """End the update thread and join it. After the last step it waits for gradients no worker will send;
+        left inside TensorFlow while the interpreter exits, it aborts the process (SIGABRT, status 134).
+        Closing its session cancels that wait; if the thread still does not end, the process ends at once."""
+        if not self.applier:
+            return
+        self.stopping = True
+        try:
+            self.applier_sess.close()
+        except tf.errors.OpError:      # a lost server: the step it waited in has ended all the same
+            pass
+        self.applier.join(APPLIER_STOP_SECONDS)
+        if self.applier.is_alive():
+            _end_progress_bars()
+            print(f'error: the chief\'s update thread did not stop within {APPLIER_STOP_SECONDS} s of the run\'s end '
+                  f'(is the parameter server {",".join(self.spec.job_tasks("ps"))} stuck?); the last checkpoint is '
+                  f'kept: if the run was not over, restart every task with -resume', file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)        # the interpreter's exit would abort with the thread inside TensorFlow
+        self.applier = None
 
     def updates_per_step(self):
         """Global-step increments per step of one worker: 1 in sync mode, one per worker in async."""
@@ -350,8 +274,8 @@ class Worker:
         longer answers."""
         tasks = self.spec.job_tasks('worker')
         if behind is None:
-            behind = [i for i, address in enumerate(tasks) if i != self.task and not _answers(address)]
-        who = describe_workers(self.spec, behind) if behind else \
+            behind = [i for i, address in enumerate(tasks) if i != self.task and not servers.answers(address)]
+        who = servers.describe_workers(self.spec, behind) if behind else \
             'the other workers (their ports answer: are they stuck?)'
         return (f'a synchronous step has waited {seconds:.0f} s (--step-timeout) for {who}; restart every '
                 f'task with -resume')
@@ -367,12 +291,15 @@ class Worker:
         return False
 
     def close(self, training):
+        """Close the step queue (workers waiting on a step stop), then end the update thread, before the
+        trainer closes its session."""
         self.stopping = True
-        if self.applier:                 # close the step queue: workers waiting on a step stop
+        if self.applier:
             try:
                 training.sess.run(self.close_queue, options=tf.compat.v1.RunOptions(timeout_in_ms=5000))
             except tf.errors.OpError:
                 pass
+        self.stop_applier()
 
 
 def _lost(e, a, spec):
@@ -385,21 +312,21 @@ def _lost(e, a, spec):
 def run_worker(a, meta, ds):
     """One worker's part of a cluster run (train.py --job-name worker)."""
     tf.get_logger().setLevel('ERROR')      # the TF1 APIs' deprecation notices
-    spec, server = start_server(a)
+    spec, server = servers.start_server(a)
     chief = a.task_index == 0
     lock = checkpoints.prepare_run_folder(a) if chief else None
     if a.validate is None or not chief:
         a.validate = chief and ds.val is not None
     with tf.Graph().as_default():
-        run = None
+        place, run = Worker(a, spec, server), None
         try:
-            run = trainer.Trainer(a, meta, ds, Worker(a, spec, server))
+            run = trainer.Trainer(a, meta, ds, place)
             code = run.loop()
             if not chief:
                 print(f'worker {a.task_index}: done at step {run.step}')
             return code
         except tf.errors.OpError as e:
-            down = unreachable_parameter_server(spec)      # what the error is named depends on where it struck
+            down = servers.unreachable_parameter_server(spec)    # the error's name depends on where it struck
             if not down and not isinstance(e, LOST):
                 raise
             if not chief and not down and isinstance(e, (tf.errors.OutOfRangeError, tf.errors.CancelledError)):
@@ -412,5 +339,6 @@ def run_worker(a, meta, ds):
         finally:
             if run:
                 run.close()
+            place.stop_applier()       # also when the trainer failed after starting it
             if lock:
                 lock.release()

@@ -9,7 +9,6 @@ each epoch, val/loss, val/top1 (val_subset/... with --val-subset), and train/los
 them against epochs. A resumed run has several event files: a step logged twice
 (before a crash and again after the resume) keeps its last value.
 """
-import argparse
 import glob
 import os
 import sys
@@ -18,11 +17,15 @@ import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the
 import tensorflow as tf
 
 import checkpoints
-from datasets import DataError
+import cli
+from errors import DataError
+from files import check_output_file
 
 EPOCH_TAGS = ('train/epoch_loss', 'train/epoch_top1', 'val/loss', 'val/top1',
               'val_subset/loss', 'val_subset/top1')        # the last two: train.py --val-subset's epochs
 STEP_TAG = 'train/loss'
+IMAGE_KINDS = {'.png': ('png',), '.jpg': ('jpeg',), '.jpeg': ('jpeg',), '.pdf': ('pdf',),   # -o: what it may replace
+               '.svg': ('svg',)}
 
 
 def read_scalars(train_dir):
@@ -95,29 +98,52 @@ def plot(lines, path, title):
         axis.legend(loc='best')
     fig.suptitle(title)
     fig.tight_layout()
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description='Plot loss and top-1 curves of a train.py run.')
+def parser():
+    p = cli.Parser(description='Plot loss and top-1 curves of a train.py run.')
     p.add_argument('train_dir', help='the run folder (train.py --train-dir)')
-    p.add_argument('-o', '--output', help='image to write (default TRAIN_DIR/curves.png)')
+    p.add_argument('-o', '--output', help='image to write (default TRAIN_DIR/curves.png): .png, or another '
+                                          'format matplotlib writes (.pdf, .svg, .jpg)')
     p.add_argument('--title', help='figure title (default: the run folder)')
-    p.add_argument('--steps-per-epoch', type=int, help='default: read from the run\'s checkpoint')
-    args = p.parse_args(argv)
+    p.add_argument('--steps-per-epoch', type=cli.whole(1), help='default: read from the run\'s checkpoint')
+    return p
+
+
+def check_output(output, train_dir):
+    """Before reading the logs: the picture can be written (its folder is made when missing, as for docs/), and
+    replaces no log, no checkpoint, no file of another kind."""
+    if os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        check_output_file(output, '-o')
+    extension = os.path.splitext(output)[1].lower()
+    if extension not in IMAGE_KINDS:
+        raise DataError(f'-o {output}: give a picture\'s name ({", ".join(IMAGE_KINDS)})')
+    inputs = glob.glob(os.path.join(glob.escape(train_dir), '*'))
+    cli.check_replaceable(output, '-o', IMAGE_KINDS[extension], inputs)
+
+
+def make_folder(output):
+    """The output's folder, made when missing (once the logs have been read)."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    except OSError as e:
+        raise DataError(f'-o {output}: cannot make its folder ({e.strerror or e}): give a path in a folder') from None
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     try:
         if not os.path.isdir(args.train_dir):
             raise DataError(f'{args.train_dir} is not a folder: give a run folder (train.py --train-dir)')
+        output = args.output or os.path.join(args.train_dir, 'curves.png')
+        check_output(output, args.train_dir)
         per_epoch = args.steps_per_epoch or steps_per_epoch(args.train_dir)
         lines = curves(read_scalars(args.train_dir), per_epoch)
+        make_folder(output)
     except DataError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    output = args.output or os.path.join(args.train_dir, 'curves.png')
+        return cli.fail(e)
     plot(lines, output, args.title or args.train_dir)
     for tag in EPOCH_TAGS:
         if tag in lines:

@@ -13,12 +13,12 @@ import cifar10_utils
 import datasets
 import imagenet_utils
 import preprocessing
-from datasets import DataError
+from errors import DataError
 
 DATASET_CHOICES = ('auto', 'imagenet', 'cifar10', 'folder', 'demo')
 
 
-def load_dataset(name, data_dir=None, val_size=5000, seed=0, md5=None):
+def load_dataset(name, data_dir=None, val_size=cifar10_utils.VAL_SIZE, seed=0, md5=None):
     """The Dataset called name (one of DATASET_CHOICES). 'auto': ImageNet when data_dir (or
     ./ILSVRC2012) holds an ImageNet layout, a folder dataset when data_dir holds train/<class>/
     images, otherwise CIFAR-10 from data_dir or the default cache (downloaded on first use)."""

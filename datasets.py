@@ -5,16 +5,16 @@ training mean, and up to three splits (data.py picks the loader for --dataset). 
 three forms: a list of encoded image files (JPEG, PNG, ...), a uint8 array in
 memory (CIFAR-10), or TFRecord shards written by `imagenet_utils --prepare`.
 """
+import errno
 import os
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-
-class DataError(Exception):
-    """A problem with the user's data or flags: printed as one line, no traceback."""
+from errors import DataError
 
 
 @dataclass
@@ -66,6 +66,9 @@ class UnreadableImageWarning(UserWarning):
 
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png')   # compared lower-case
 DEMO_DIR = Path(__file__).resolve().parent / 'demo'
+NOT_READ = {'loop': 'a symbolic link that loops: not read',       # image_paths' reasons
+            'dangling': 'a symbolic link to a missing file: not read',
+            'special': 'not a regular file (a pipe, device or socket): not read'}
 
 
 def image_files(folder, recursive=False):
@@ -78,16 +81,71 @@ def image_files(folder, recursive=False):
 
 def image_paths(paths, recursive=False):
     """The image files of a command line (classify.py, features.py): files as given, each folder's images
-    sorted (and its sub-folders' with recursive); a folder without images as (folder, why), for one error
-    line among the others."""
+    sorted (and its sub-folders' with recursive; links to folders are not followed). What cannot be read
+    comes as (path, why), in its place, for one error line among the others: a folder without images or
+    that cannot be listed, and a name with an image extension that is not a file to read (a symbolic link
+    loop, a link to nothing, a pipe: read, it would block). A name given that is not a folder is read
+    whatever its extension, if it is a regular file; else it too comes as (path, why), never opened."""
     out = []
     for path in map(os.fspath, paths):
         if os.path.isdir(path):
-            out += image_files(path, recursive) or \
+            out += _listed(path, recursive) or \
                 [(path, 'a folder without images' + ('' if recursive else ' (add -r for its sub-folders)'))]
         else:
-            out.append(path)
+            why = _not_a_given_file(path)
+            out.append(path if why is None else (path, why))
     return out
+
+
+def _listed(folder, recursive):
+    """image_paths of one folder, sorted by path."""
+    found, folders = [], [folder]
+    while folders:
+        current = folders.pop()
+        try:
+            with os.scandir(current) as entries:
+                entries = list(entries)
+        except OSError as e:
+            found.append((current, f'cannot be listed: {e.strerror or e}'))
+            continue
+        for entry in entries:
+            if recursive and entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                why = _not_a_file(entry)
+                if why is None:
+                    found.append(entry.path)
+                elif why:
+                    found.append((entry.path, why))
+    return sorted(found, key=lambda f: f if isinstance(f, str) else f[0])
+
+
+def _not_a_given_file(path):
+    """None for a regular file (or a link to one), else why it is not read (a FIFO is never opened)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return NOT_READ['loop']
+        if e.errno == errno.ENOENT:
+            return NOT_READ['dangling'] if os.path.islink(path) else 'no such file'
+        return f'cannot be read: {e.strerror or e}'
+    return None if stat.S_ISREG(mode) else NOT_READ['special']
+
+
+def _not_a_file(entry):
+    """None for a file (or a link to one), '' for a folder (named like an image: left out), else why it
+    is not read."""
+    try:
+        if entry.is_file():
+            return None
+        if entry.is_dir():
+            return ''
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return NOT_READ['loop']
+        return f'cannot be read: {e.strerror or e}'
+    return NOT_READ['dangling'] if entry.is_symlink() else NOT_READ['special']
 
 
 def _images_by_class(folder, classes=None):

@@ -4,10 +4,12 @@ Any file in a dataset folder may be broken, disguised (a PNG named .JPEG) or
 hostile (a few hundred bytes claiming 30000 x 30000 pixels). decode_image reads
 JPEG, PNG, BMP and GIF to RGB, and refuses, before decoding, an image too large
 to hold (naming the size its header claims) and a BMP that TensorFlow would read
-wrong; why_unreadable gives the one-line reason a file cannot be read. Skips is the
+wrong; why_unreadable gives the one-line reason a file cannot be read (why_not_an_image
+in classify.py's words, with file_contents and not_an_image). Skips is the
 pipelines' bookkeeping of the images they dropped: a warning for each, with the
 reason, and the end of the stream when the data is gone.
 """
+import os
 import re
 import threading
 import warnings
@@ -16,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import datasets
+from errors import DataError
 
 MAX_PIXELS = 100_000_000  # a larger image is refused before decoding: a few hundred bytes of PNG can claim
                           # 30000 x 30000 pixels (2.7 GB decoded); ILSVRC's largest photographs are far below
@@ -111,9 +114,47 @@ def error_reason(error):
 def why_unreadable(path):
     """None when decode_image reads the file at path, else the one-line reason it cannot (eager)."""
     try:
-        decode_image(tf.io.read_file(path))
+        decode_image(tf.io.read_file(os.fsencode(path)))     # bytes: a name that is not UTF-8 too
     except tf.errors.OpError as e:
         return error_reason(e)
+    return None
+
+
+# ---------------------------------------------------------------- one image a command was given
+
+def file_contents(path):
+    """The bytes of an image file (classify.py); a one-line DataError when it cannot be read or is empty."""
+    try:
+        with open(path, 'rb') as f:
+            contents = f.read()
+    except FileNotFoundError:
+        raise DataError('no such file') from None
+    except IsADirectoryError:
+        raise DataError('is a folder, not an image') from None
+    except OSError as e:
+        raise DataError(e.strerror or str(e)) from None
+    if not contents:
+        raise DataError('empty file, not an image')
+    return contents
+
+
+def not_an_image(error):
+    """The one-line DataError of a decoding error: decode_image's own refusal, or the decoder's reason."""
+    reason = error_reason(error)
+    if REFUSED.search(getattr(error, 'message', None) or ''):
+        return DataError(reason)
+    return DataError(f'not a readable image (truncated, or not JPEG, PNG, BMP or GIF): {reason}')
+
+
+def why_not_an_image(path):
+    """None when the file at path is an image classify.py reads, else why not, in its words (eager;
+    features.py names so the images its pipeline dropped)."""
+    try:
+        decode_image(tf.constant(file_contents(path)))
+    except DataError as e:
+        return str(e)
+    except tf.errors.OpError as e:
+        return str(not_an_image(e))
     return None
 
 

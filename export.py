@@ -39,29 +39,34 @@ import tensorflow as tf
 import alexnet
 import checkpoints
 import cli
-import data
 import datasets
 import decoding
 import evaluate
 import preprocessing
-from datasets import DataError
-from files import check_output_file, fsync_folder
+import settings
+from errors import DataError
+from files import check_output_file, fsync_folder, process_running
 
 CALIBRATION_IMAGES = 100  # representative images for the int8 quantization ranges
+MAX_CALIBRATION_IMAGES = 100_000   # ranges need a few hundred; more is hours of conversion for nothing
 PARTIAL = '.export-'      # marks the hidden temporary an output is written to: .NAME.export-HOST-PID
 
 
-def parse_args(argv):
+def parser():
     p = cli.Parser(description='Export a trained AlexNet as a SavedModel and/or TensorFlow Lite.')
     p.add_argument('--out', help='SavedModel folder to write (must not exist yet)')
     p.add_argument('--tflite', help='also (or only) write a TensorFlow Lite model to this file')
     p.add_argument('--quantize', choices=('int8',), help='TFLite: int8 weights and activations, their ranges '
                                                           'from the run\'s images (random pixels if none)')
-    p.add_argument('--calibration-images', type=int, default=CALIBRATION_IMAGES,
+    p.add_argument('--calibration-images', type=cli.whole(1, MAX_CALIBRATION_IMAGES), default=CALIBRATION_IMAGES,
                    help=f'images for the int8 ranges (default {CALIBRATION_IMAGES})')
     cli.add_checkpoint_flags(p)
     cli.add_top_k_flag(p, 'classes in the top-k outputs')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    return parser().parse_args(argv)
 
 
 def centre_crops(images, meta, decode=False):
@@ -140,11 +145,13 @@ def check_labels(path, meta):
     """A DataError unless the class names can be written at path: nothing there, or a file of these names."""
     if not os.path.lexists(path):
         return
-    try:
-        with open(path) as f:
-            same = f.read() == labels_text(meta)
-    except (OSError, UnicodeDecodeError):       # a folder, unreadable, not text
-        same = False
+    same = False
+    if os.path.isfile(path):                    # not a folder, a FIFO (whose open would wait) or a loop
+        try:
+            with open(path) as f:
+                same = f.read() == labels_text(meta)
+        except (OSError, UnicodeDecodeError):   # unreadable, not text
+            pass
     if not same:
         raise DataError(f'{path} exists with other contents than these {meta["num_classes"]} class names (the '
                         f'TFLite model\'s labels go there): move it away or choose another --tflite name')
@@ -168,19 +175,8 @@ def remove_leftovers(folder):
     mine = re.compile(rf'\..+{re.escape(PARTIAL + socket.gethostname())}-(\d+)')
     for entry in os.scandir(folder):
         found = mine.fullmatch(entry.name)
-        if found and not running(int(found.group(1))):
+        if found and not process_running(int(found.group(1))):
             remove(entry.path)
-
-
-def running(pid):
-    """Whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:      # someone else's
-        pass
-    return True
 
 
 def remove(path):
@@ -211,9 +207,7 @@ def calibration_crops(meta, count):
     split = None
     try:
         if meta['dataset'] != 'synthetic':
-            args = meta.get('args', {})
-            ds = data.load_dataset(meta['dataset'], meta.get('data_dir'), val_size=args.get('val_size', 5000),
-                                       seed=args.get('seed', 0), md5=args.get('md5'))
+            ds = settings.run_dataset(meta)
             split = ds.val or ds.train
     except DataError as e:
         print(f'note: {e}; the int8 ranges come from random pixels instead')
@@ -280,10 +274,9 @@ def check(a):
         raise DataError(f'{a.out} already exists: choose a new --out folder or remove it')
     if a.tflite:
         check_output_file(a.tflite, '--tflite')
-    if a.top_k < 1:
-        raise DataError(f'--top-k must be at least 1, got {a.top_k}')
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
     if a.tflite:
+        cli.check_replaceable(a.tflite, '--tflite', ('tflite',), cli.checkpoint_files(prefix))
         check_labels(labels_path(a.tflite), meta)
     return prefix, meta
 

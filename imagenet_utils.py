@@ -26,7 +26,6 @@ Loading a prepared folder checks every label against the classes and every shard
     python imagenet_utils.py --data-dir ILSVRC2012 [--verify] [--speed-seconds 10]
     python imagenet_utils.py --data-dir ILSVRC2012 --prepare OUT [--shards-train 1024 --shards-val 128]
 """
-import argparse
 import csv
 import errno
 import hashlib
@@ -47,11 +46,13 @@ import tensorflow as tf
 from PIL import Image
 from tqdm import tqdm
 
+import alexnet
 import cli
 import datasets
 import decoding
 import preprocessing
-from datasets import DataError, UnreadableImageWarning
+from errors import DataError
+from datasets import UnreadableImageWarning
 from files import write_json_atomic
 
 # Per-channel RGB mean of the ILSVRC2012 training images, as published with the VGG models
@@ -59,6 +60,10 @@ from files import write_json_atomic
 # the mean image instead (Section 2); a per-channel mean is the usual stand-in.
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 JPEG_QUALITY = 90        # re-encoding quality of the prepared shards
+MIN_RESIZE_SIZE = alexnet.MIN_INPUT_SIZE          # --resize-size: the smallest crop must fit in the images
+MAX_RESIZE_SIZE = alexnet.MAX_RESIZE_SIZE
+MAX_SHARDS = 100_000     # ImageNet's 1.28 million training images: 13 a shard
+MAX_SPEED_SECONDS = 3600.0   # --speed-seconds: an hour measures any pipeline; more is a typo
 DEVKIT, KAGGLE, PREPARED = 'devkit', 'kaggle', 'prepared'
 VAL_NAME = re.compile(r'ILSVRC2012_val_(\d{8})')     # the stem of every validation image
 
@@ -518,17 +523,34 @@ def summary(ds, data_dir, checked=True):
                                                                for f in skipped]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description='Check an ImageNet folder, or prepare TFRecord shards from it.')
+def parser():
+    p = cli.Parser(description='Check an ImageNet folder, or prepare TFRecord shards from it.')
     p.add_argument('--data-dir', required=True, help='devkit ILSVRC2012/, Kaggle root or a --prepare folder')
     p.add_argument('--verify', action='store_true', help='decode every image, list and skip unreadable ones')
-    p.add_argument('--speed-seconds', type=float, default=10,
-                   help='measure the input pipeline for this long (images/s); 0 skips')
+    p.add_argument('--speed-seconds', type=cli.number(0, MAX_SPEED_SECONDS), default=10,
+                   help=f'measure the input pipeline for this long (images/s); 0 skips (at most {MAX_SPEED_SECONDS:g})')
     p.add_argument('--prepare', metavar='OUT', help='write TFRecord shards (shorter side resized) to OUT')
-    p.add_argument('--shards-train', type=int, default=1024)
-    p.add_argument('--shards-val', type=int, default=128)
-    p.add_argument('--resize-size', type=int, default=preprocessing.RESIZE_SIZE, help='shorter side of prepared images')
-    a = p.parse_args(argv)
+    p.add_argument('--shards-train', type=cli.whole(1, MAX_SHARDS), default=1024,
+                   help=f'training shards (default 1024, at most {MAX_SHARDS})')
+    p.add_argument('--shards-val', type=cli.whole(1, MAX_SHARDS), default=128,
+                   help=f'validation shards (default 128, at most {MAX_SHARDS})')
+    p.add_argument('--resize-size', type=cli.whole(MIN_RESIZE_SIZE, MAX_RESIZE_SIZE), default=preprocessing.RESIZE_SIZE,
+                   help=f'shorter side of prepared images (default {preprocessing.RESIZE_SIZE}, from {MIN_RESIZE_SIZE} '
+                        f'to {MAX_RESIZE_SIZE})')
+    return p
+
+
+def check_prepare(out, data_dir):
+    """--prepare OUT, before any image is read: a folder (or one to make) that is not the data's."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise DataError(f'--prepare {out} is not a folder: give a folder for the shards (made when missing)')
+    inside = os.path.realpath(out) + os.sep
+    if os.path.isdir(data_dir) and inside.startswith(os.path.realpath(data_dir) + os.sep):
+        raise DataError(f'--prepare {out} is inside --data-dir {data_dir}: give a folder outside the images')
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UnreadableImageWarning)     # the summary lists them
         warnings.showwarning = cli.show_warning
@@ -538,6 +560,7 @@ def main(argv=None):
 def _run(a):
     try:
         if a.prepare:       # decodes every image, so --verify is implied
+            check_prepare(a.prepare, a.data_dir)
             ds = prepare(a.data_dir, a.prepare, a.shards_train, a.shards_val, a.resize_size)
             where = a.prepare
         else:

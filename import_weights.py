@@ -1,11 +1,14 @@
 """Import Caffe's released bvlc_alexnet weights as a checkpoint of this project (issue 17).
 
+    python import_weights.py bvlc_alexnet --train-dir runs/bvlc_alexnet      # downloads Caffe's file first
     python import_weights.py bvlc_alexnet.caffemodel --train-dir runs/bvlc_alexnet
     python import_weights.py bvlc_alexnet.npy --train-dir runs/bvlc_alexnet [--overwrite]
 
 writes runs/bvlc_alexnet/model.ckpt-0.{index,data-*} and model.ckpt-0.json, a checkpoint
 like a training run's at step 0: test.py, classify.py, export.py and train.py --model_path
-read it as they read their own.
+read it as they read their own. The name bvlc_alexnet (RELEASED) in place of a file fetches Caffe's
+released caffemodel into the download cache first (download.get: [--cache-dir DIR], else $ALEXNET_CACHE,
+$XDG_CACHE_HOME/alexnet or ~/.cache/alexnet), resumed when cut, its SHA-1 checked, reused after.
 
 Inputs (told apart by their content, not their name):
   * .caffemodel, Caffe's binary NetParameter protobuf, in either encoding: the old
@@ -84,10 +87,12 @@ import numpy as np
 
 import alexnet
 import checkpoints
+import cli
+import download
 import parallel
 import settings
 import weights_files
-from datasets import DataError
+from errors import DataError
 from files import FolderLock, LOCK_FILE
 from schedule import LearningRate
 from weights_files import shape_text
@@ -109,6 +114,14 @@ GROUPS = {'conv1': 1, 'conv2': 2, 'conv3': 1, 'conv4': 2, 'conv5': 2}   # bvlc_a
 NPY_MAGIC = b'\x93NUMPY'
 HDF5_MAGIC = b'\x89HDF'
 IMPORT_TMP_PREFIX = '.import-'   # the temporary folder inside --train-dir a checkpoint is built in
+
+# What Caffe's models/bvlc_alexnet/readme.md publishes (its front matter and its License section).
+RELEASED = {'bvlc_alexnet': download.Remote(
+    name='bvlc_alexnet', url='http://dl.caffe.berkeleyvision.org/bvlc_alexnet.caffemodel',
+    filename='bvlc_alexnet.caffemodel', sha1='9116a64c0fbe4459d18f4bb6b56d647b63920377',
+    max_bytes=250_000_000,        # its 60,965,224 float32 weights are 243,860,896 bytes, plus the protobuf's framing
+    licence='unrestricted ("This model is released for unrestricted use.")',
+    source="Caffe's models/bvlc_alexnet/readme.md")}
 
 
 # --- the layer table ---------------------------------------------------------
@@ -225,7 +238,7 @@ def read_weights(path):
         raise DataError(f'{path} is a folder: give the weights file itself (bvlc_alexnet.caffemodel or '
                         f'bvlc_alexnet.npy)')
     if not os.path.isfile(path):
-        raise DataError(f'{path}: no such file')
+        raise DataError(f'{path}: no such file (the name bvlc_alexnet, in place of a file, downloads Caffe\'s)')
     with open(path, 'rb') as f:
         head = f.read(8)
     if head.startswith(NPY_MAGIC):
@@ -382,6 +395,13 @@ def source_name(path):
     return f'{checkpoints.CAFFE_SOURCE}bvlc_alexnet ({os.path.basename(path)})'
 
 
+def weights_file(name, cache_dir=None):
+    """The weights file to read: `name` itself, or for a name of RELEASED (and no such file here) its download."""
+    if name in RELEASED and not os.path.exists(name):
+        return download.get(RELEASED[name], cache_dir)
+    return name
+
+
 def import_weights(path, train_dir, overwrite=False):
     """Read `path` (.caffemodel or .npy) and write train_dir/model.ckpt-0. Returns (prefix, parameters)."""
     _refuse_existing(train_dir, overwrite)
@@ -391,28 +411,45 @@ def import_weights(path, train_dir, overwrite=False):
     return prefix, sum(v.size for v in variables.values())
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Import Caffe's bvlc_alexnet weights (.caffemodel, or "
-                                            "caffe-tensorflow's .npy) as a checkpoint of this project.")
-    p.add_argument('weights', help='bvlc_alexnet.caffemodel or bvlc_alexnet.npy')
+def parser():
+    p = cli.Parser(description="Import Caffe's bvlc_alexnet weights (.caffemodel, or caffe-tensorflow's .npy) as a "
+                               "checkpoint of this project.")
+    p.add_argument('weights', help="bvlc_alexnet.caffemodel or bvlc_alexnet.npy; or bvlc_alexnet: download Caffe's "
+                                   "released file first (into the cache, reused after)")
     p.add_argument('--train-dir', default=os.path.join('runs', 'bvlc_alexnet'),
                    help='run folder to write model.ckpt-0 into (default runs/bvlc_alexnet)')
     p.add_argument('--overwrite', action='store_true',
                    help="delete the run already in --train-dir (its checkpoints, best/, features/, TensorBoard "
                         "files) once the new checkpoint is ready")
-    a = p.parse_args(argv)
+    p.add_argument('--cache-dir', help=f'where downloads go (default ${download.CACHE_ENV}, else '
+                                       f'$XDG_CACHE_HOME/alexnet, else ~/.cache/alexnet)')
+    return p
+
+
+INTERRUPTED = 130          # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     try:
+        _refuse_existing(a.train_dir, a.overwrite)      # before a download of 233 MB
+        a.weights = weights_file(a.weights, a.cache_dir)
         prefix, params = import_weights(a.weights, a.train_dir, a.overwrite)
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, download.DownloadFailed) else 2
     except OSError as e:
         print(f'error: {e.filename or a.weights}: {e.strerror or e}', file=sys.stderr)
         return 2
     except MemoryError:
         print(f'error: {a.weights}: out of memory while importing (about 1.5 GB is needed)', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted: nothing was imported (a download stopped halfway resumes when run again)',
+              file=sys.stderr)
+        return INTERRUPTED
     print(f'wrote {prefix} (.index, .data, .json) from {source_name(a.weights)}: {params:,} parameters')
+    print(f'classify a photo with it: python classify.py PHOTO.jpg --train-dir {a.train_dir}')
     return 0
 
 

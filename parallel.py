@@ -19,7 +19,9 @@ import contextlib
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-from datasets import DataError
+from errors import DataError
+
+PRECISIONS = ('fp32', 'bf16', 'fp16')   # what session_config and the recipe run in (docs/performance.md)
 
 
 # --- the two towers' devices -------------------------------------------------

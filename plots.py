@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt          # noqa: E402  (after choosing the backe
 import numpy as np                       # noqa: E402
 from PIL import Image                    # noqa: E402
 
+from files import printable              # noqa: E402
+
 COLUMNS = 4              # images per row of the figure
 THUMBNAIL = 256          # longer side of each image as drawn, pixels
 
@@ -35,7 +37,7 @@ def predictions_figure(results, path):
         r, c = divmod(i, cols)
         picture, bars = axes[2 * r, c], axes[2 * r + 1, c]
         picture.imshow(thumbnail(result['image']))
-        picture.set_title(str(result['image']).rsplit('/', 1)[-1], fontsize=8)
+        picture.set_title(printable(result['image']).rsplit('/', 1)[-1], fontsize=8)   # names not UTF-8: \xNN
         top = result['top']
         names = [t['class'].split(',')[0][:28] for t in top][::-1]
         scores = [t['score'] for t in top][::-1]

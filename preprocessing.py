@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import decoding
 from alexnet import INPUT_SIZE
-from datasets import DataError
+from errors import DataError
 
 RESIZE_SIZE = 256         # Section 2: shorter side rescaled to 256, the central 256x256 patch kept
 FLIP_PROBABILITY = 0.5    # Section 4.1: random patches "and their horizontal reflections"

@@ -27,11 +27,11 @@ class _Lines:
         self.stream.flush()
 
 
-def bar(total=None, desc=None, unit='it', initial=0, leave=True, disable=False):
-    """A tqdm bar on standard error; in line mode when that is not a terminal."""
+def bar(total=None, desc=None, unit='it', initial=0, leave=True, disable=False, unit_scale=False):
+    """A tqdm bar on standard error; in line mode when that is not a terminal. unit_scale: 12.3MB, 4.5MB/s."""
     stream = sys.stderr
     if disable or stream.isatty():
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable,
-                    dynamic_ncols=True)
+                    dynamic_ncols=True, unit_scale=unit_scale)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=True, file=_Lines(stream),
-                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL * 4, ascii=True, ncols=100)
+                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL * 4, ascii=True, ncols=100, unit_scale=unit_scale)

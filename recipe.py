@@ -15,7 +15,7 @@ import tensorflow as tf
 import alexnet
 import checkpoints
 import parallel
-from datasets import DataError
+from errors import DataError
 
 BATCH_SIZE = 128          # "batch size of 128 examples"
 EPOCHS = 90               # "roughly 90 cycles through the training set"
@@ -29,22 +29,23 @@ LOSS_SCALE_GROWTH_STEPS = 2000     # ...which doubles after this many steps with
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything build_train_op reads: the model, the update rule, the precision and where it runs."""
+    """Everything build_train_op reads: the model, the update rule, the precision and where it runs. The
+    values are a run's settled settings (Recipe.of): their defaults are settings.py's, declared there once."""
     num_classes: int
-    devices: str = None                # tower devices, two per replica (parallel.parse_devices)
-    replicas: int = None               # None: as many as the devices give
-    batch_size: int = BATCH_SIZE
-    momentum: float = MOMENTUM
-    weight_decay: float = WEIGHT_DECAY
-    precision: str = 'fp32'            # fp32, bf16 (oneDNN) or fp16 (GPUs, loss scaling)
-    init: str = 'paper'                # alexnet.INITS
-    dropout: float = alexnet.DROPOUT_RATE
-    label_smoothing: float = 0.0
-    seed: int = 0                      # dropout masks are a function of (seed, replica, step)
-    data_format: str = None            # alexnet.DATA_FORMATS; None: by device
-    lrn: tuple = None                  # the LRN (alexnet.LRN, alexnet.lrn_of); None: the paper's
-    train_layers: str = None           # e.g. 'fc7,fc8': only these layers are updated; None: all
-    ema: float = 0.0                   # decay of the weights' moving average (0: none; a departure)
+    devices: str                       # tower devices, two per replica (parallel.parse_devices); None: default
+    replicas: int                      # None: as many as the devices give
+    batch_size: int
+    momentum: float
+    weight_decay: float
+    precision: str                     # fp32, bf16 (oneDNN) or fp16 (GPUs, loss scaling)
+    init: str                          # alexnet.INITS
+    dropout: float
+    label_smoothing: float
+    seed: int                          # dropout masks are a function of (seed, replica, step)
+    data_format: str                   # alexnet.DATA_FORMATS; None: by device
+    lrn: tuple                         # the LRN (alexnet.LRN, alexnet.lrn_of)
+    train_layers: str                  # e.g. 'fc7,fc8': only these layers are updated; None: all
+    ema: float                         # decay of the weights' moving average (0: none; a departure)
 
     @classmethod
     def of(cls, settings):

@@ -5,7 +5,7 @@ Its state (rate, best validation top-1, epochs without improvement, drops so
 far) goes into every checkpoint, so a resumed run keeps counting. The one-cycle
 rate is a pure function of the step, so it resumes exactly too.
 """
-from datasets import DataError
+from errors import DataError
 
 LR_DROP_FACTOR = 10.0   # "divide the learning rate by 10 when the validation error rate stopped improving" (Section 5)
 

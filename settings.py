@@ -18,34 +18,41 @@ from dataclasses import dataclass
 import alexnet
 import budget
 import checkpoints
+import cifar10_utils
 import data
 import parallel
 import preprocessing
 import recipe
-from datasets import DataError
+from errors import DataError
 
 FREE, FIXED = 'may change', 'fixed'    # on -resume: a setting may change, or is fixed by the first run
 NO_FP16_SWITCH = 'fp16'                # precision: fp16 adds the loss scale to the checkpoint (recipe.py)
 AUTO = 'auto'                          # precision: this machine's fastest (parallel.auto_precision)
 WAIT_SECONDS = 300.0   # how long a cluster worker waits for the parameter servers and the chief
 STEP_TIMEOUT = 600.0   # how long a synchronous step may wait for the other workers before the run stops
+MOST = 2 ** 31 - 1     # the largest number any setting takes (cli.MAX_WHOLE): a larger one is a typo
+MAX_REPLICAS = 256     # copies of the model in one machine: more than any machine has devices
 
 
 # --- the checks: each returns what is wrong with a value (after the flag's name), or None -------
-def at_least(low):
-    return lambda v: None if v >= low else f'must be at least {low}, got {v}'
+def at_least(low, high=MOST):
+    return lambda v: f'must be at least {low}, got {v}' if v < low else at_most(high)(v)
+
+
+def at_most(high):
+    return lambda v: None if v <= high else f'must be at most {high}, got {v}'
 
 
 def not_negative(v):
-    return None if v >= 0 else f'must not be negative, got {v}'
+    return f'must not be negative, got {v}' if v < 0 else at_most(MOST)(v)
 
 
 def finite(v):
     return None if math.isfinite(v) else f'must be a finite number, got {v}'
 
 
-def finite_and(rule):
-    return lambda v: finite(v) or rule(v)
+def finite_and(rule, high=MOST):
+    return lambda v: finite(v) or rule(v) or at_most(high)(v)
 
 
 def positive(v):
@@ -110,13 +117,15 @@ SETTINGS = [
     S('data_dir', None, 'dataset folder', flags=('-p', '--data-dir', '--path_data'), kind=str),
     S('train_dir', checkpoints.DEFAULT_TRAIN_DIR, 'run folder for checkpoints and logs'),
     S('synthetic', False, 'random images, no dataset: benchmarks, smoke tests', action='store_true', resume=FIXED),
-    S('num_classes', alexnet.NUM_CLASSES, 'classes for --synthetic', check=at_least(1), resume=FIXED),
-    S('val_size', 5000, 'CIFAR-10 training images held out for validation', check=not_negative, resume=FIXED),
+    S('num_classes', alexnet.NUM_CLASSES, 'classes for --synthetic', check=at_least(1, alexnet.MAX_CLASSES),
+      resume=FIXED),
+    S('val_size', cifar10_utils.VAL_SIZE, 'CIFAR-10 training images held out for validation', check=not_negative,
+      resume=FIXED),
     S('md5', None, 'MD5 of your own CIFAR-10 archive, when it is not the official one', kind=str),
     # the model and its input
     S('input_size', alexnet.INPUT_SIZE, 'square crop size', flags=('-i', '--input-size'), resume=FIXED),
-    S('resize_size', None, 'shorter side before cropping', kind=int, resume=FIXED,
-      shown_default='input size x 256/227'),
+    S('resize_size', None, 'shorter side before cropping', kind=int, check=at_least(1, alexnet.MAX_RESIZE_SIZE),
+      resume=FIXED, shown_default='input size x 256/227'),
     S('dropout', alexnet.DROPOUT_RATE, 'dropout rate of fc6 and fc7 (the paper\'s; 0 turns it off, e.g. for '
       'exact comparisons)', check=finite_and(fraction)),
     S('init', 'paper', 'weights from N(0, 0.01) as in the paper (paper), or he: N(0, 2/fan_in), which learns '
@@ -139,8 +148,8 @@ SETTINGS = [
     S('lr_steps', '', 'epochs at which a step schedule divides the rate by 10, e.g. 30,60,80', shown_default='none'),
     S('patience', 2, 'plateau: epochs without improvement before a drop', check=at_least(1)),
     S('min_improvement', 0.001, 'plateau: top-1 gain that counts', check=finite_and(not_negative)),
-    S('max_drops', 3, 'plateau: most drops (as in the paper)'),
-    S('warmup_epochs', 0.0, 'onecycle: epochs of linear warm-up', check=finite),
+    S('max_drops', 3, 'plateau: most drops (as in the paper)', check=not_negative),
+    S('warmup_epochs', 0.0, 'onecycle: epochs of linear warm-up', check=finite_and(not_negative)),
     S('label_smoothing', 0.0, 'share of each target spread over all classes (0: the paper\'s plain '
       'cross-entropy; a departure, see docs/departures.md)', check=finite_and(fraction)),
     S('ema', 0.0, 'decay of a moving average of the weights, kept beside them and used in their place by '
@@ -161,13 +170,13 @@ SETTINGS = [
     S('devices', None, 'tower devices, e.g. /gpu:0,/gpu:1; two per replica: /gpu:0,/gpu:1,/gpu:2,/gpu:3 trains '
       '2 replicas', kind=str, shown_default='two GPUs, one GPU or the CPU'),
     S('replicas', None, 'copies of the two-tower model in this machine, each on its own devices; the batch is split '
-      'over them and their gradients averaged', kind=int, shown_default='1'),
+      'over them and their gradients averaged', kind=int, check=at_least(1, MAX_REPLICAS), shown_default='1'),
     S('data_format', None, 'activation layout inside the network; checkpoints are the same either way', kind=str,
       parse=str.upper, choices=alexnet.DATA_FORMATS,
       shown_default='NCHW on GPUs, cuDNN\'s own; NHWC on CPUs, about 2x faster there'),
     S('precision', 'fp32', 'fp32; bf16: oneDNN mixed precision on CPUs with AMX/AVX-512; fp16: GPUs, with loss '
       'scaling; auto: fp16 on GPUs, bf16 where the CPU has bf16 instructions, else fp32 (the checkpoint records '
-      'the one chosen)', choices=('fp32', 'bf16', 'fp16', AUTO), resume=NO_FP16_SWITCH),
+      'the one chosen)', choices=(*parallel.PRECISIONS, AUTO), resume=NO_FP16_SWITCH),
     # validation, checkpoints, logs
     S('validate', None, 'validate every epoch', flags=('-v', '--validate'), kind=bool,
       action=argparse.BooleanOptionalAction, shown_default='on when a validation set exists'),
@@ -188,14 +197,15 @@ SETTINGS = [
     # a cluster (cluster.py; flag names as in TensorFlow's benchmarks); not recorded in checkpoints
     S('job_name', None, 'this task\'s job: ps holds the variables, workers compute (worker 0 is the chief)',
       kind=str, choices=('ps', 'worker'), recorded=False),
-    S('task_index', 0, 'this task\'s index in its job\'s host list', recorded=False),
+    S('task_index', 0, 'this task\'s index in its job\'s host list', check=not_negative, recorded=False),
     S('ps_hosts', None, 'parameter servers, host:port,...', kind=str, recorded=False),
     S('worker_hosts', None, 'workers, host:port,... (the first is the chief)', kind=str, recorded=False),
     S('async_updates', False, 'each worker updates the variables on its own (default: synchronous steps)',
       flags=('--async',), action='store_true', recorded=False),
-    S('wait_seconds', WAIT_SECONDS, 'how long a worker waits for the parameter servers and the chief', recorded=False),
+    S('wait_seconds', WAIT_SECONDS, 'how long a worker waits for the parameter servers and the chief',
+      check=finite_and(positive), recorded=False),
     S('step_timeout', STEP_TIMEOUT, 'seconds a synchronous step may wait for the other workers; then the run saves and '
-      'stops, naming the worker that does not answer', recorded=False),
+      'stops, naming the worker that does not answer', check=finite_and(positive), recorded=False),
 ]
 BY_NAME = {s.name: s for s in SETTINGS}
 DEFAULTS = {s.name: s.default for s in SETTINGS if s.recorded}     # what every checkpoint records ("args")
@@ -204,6 +214,37 @@ DEFAULTS = {s.name: s.default for s in SETTINGS if s.recorded}     # what every 
 # chance; these learn in minutes on a CPU (docs/results.md). Flags given still win.
 DEMO = dict(input_size=alexnet.MIN_INPUT_SIZE, batch_size=32, epochs=30, lr=0.01, init='he',
             lr_schedule='onecycle', warmup_epochs=3)
+
+# Named recipes: `train.py -scratch --preset NAME` is NAME's flags written out, then the flags given (which
+# win). A checkpoint records the settings they make, so -resume needs no --preset.
+PRESETS = {
+    'demo': dict(dataset='demo', **DEMO),
+    # CIFAR-10 in an hour on any CPU (docs/results.md): input 99 from the paper's 256:227 resize ratio (112),
+    # one-cycle to 0.045 over a --time-budget plan, label smoothing, less dropout, a validation subset.
+    'cifar10-hour': dict(dataset='cifar10', input_size=99, resize_size=112, init='he', lr=0.045,
+                         lr_schedule='onecycle', warmup_epochs=0.5, epochs=12, label_smoothing=0.1, dropout=0.25,
+                         val_subset=1000, precision=AUTO, time_budget=3600.0),
+}
+
+
+def preset_flags(name):
+    """The flags a preset stands for, as one would type them (--help and the docs show them)."""
+    words = []
+    for key, value in PRESETS[name].items():
+        s = BY_NAME[key]
+        shown = f'{value / 60:g}m' if key == 'time_budget' else f'{value:g}' if isinstance(value, float) else value
+        words += [s.flag] if value is True else [s.flag, str(shown)]
+    return ' '.join(words)
+
+
+def presets_help():
+    return 'a named recipe, as if its flags were given first (flags given still win): ' + \
+        '; '.join(f'{name}: {preset_flags(name)}' for name in PRESETS)
+
+
+def with_preset(name, given_now):
+    """The settings given, over the preset's (none: as given)."""
+    return {**PRESETS[name], **given_now} if name else given_now
 
 
 def _help(s):
@@ -224,7 +265,8 @@ def add_flags(parser):
             continue
         if s.name == 'job_name':     # the rest are the cluster's
             group = parser.add_argument_group('cluster (TensorFlow gRPC runtime; flag names as in TensorFlow\'s '
-                                              'benchmarks)')
+                                              'benchmarks; without them, TF_CONFIG\'s cluster and task: '
+                                              'docs/scaling.md)')
         kwargs = dict(dest=s.name, help=_help(s), default=None)
         if s.action:
             kwargs['action'] = s.action
@@ -293,6 +335,21 @@ def settled(given_now, recorded=None):
     return argparse.Namespace(**values)
 
 
+def of_run(meta):
+    """The settings of the run that wrote a checkpoint's JSON: those it recorded ("args"), the table's defaults
+    for any it did not (imported weights record none)."""
+    recorded = meta.get('args') if isinstance(meta.get('args'), dict) else {}
+    return settled({k: v for k, v in recorded.items() if k in DEFAULTS})
+
+
+def run_dataset(meta, data_dir=None, name=None):
+    """The Dataset a checkpoint was trained on, as its run split it (its validation size, seed and MD5): from
+    data_dir, else where the run read it; `name` in place of the run's dataset."""
+    a = of_run(meta)
+    return data.load_dataset(name or meta['dataset'], data_dir or meta.get('data_dir'), val_size=a.val_size,
+                             seed=a.seed, md5=a.md5)
+
+
 def check(a):
     """A one-line DataError for the first value that fails its setting's check, or for settings that do not
     fit together; fills the defaults derived from others (devices, replicas, resize size)."""
@@ -304,6 +361,9 @@ def check(a):
     checkpoints.check_train_dir(a.train_dir)
     if a.data_dir and not os.path.exists(a.data_dir):
         raise DataError(f'--data-dir {a.data_dir} does not exist')
+    if a.data_dir and os.path.realpath(a.data_dir) == os.path.realpath(a.train_dir):
+        raise DataError(f'--train-dir {a.train_dir} is the data folder (--data-dir): give the run a folder of its '
+                        f'own, e.g. runs/NAME')
     if a.data_dir and not os.path.isdir(a.data_dir) and a.dataset not in ('cifar10', 'auto'):
         raise DataError(f'--data-dir {a.data_dir} is a file: only CIFAR-10 takes an archive '
                         f'(cifar-10-python.tar.gz); give the dataset\'s folder')
@@ -320,6 +380,9 @@ def check(a):
                         '(--job-name)')
     if a.whiten_conv1 and a.synthetic:
         raise DataError('--whiten-conv1 measures the training images: leave it out of a --synthetic run')
+    if a.cutout and a.synthetic:
+        raise DataError('--cutout hides part of each training image: leave it out of a --synthetic run '
+                        '(or give --cutout 0)')
     if a.time_budget and a.job_name:
         raise DataError('--time-budget plans a run on one machine: leave it out of a cluster run (--job-name)')
     if a.resize_size is None:

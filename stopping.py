@@ -1,15 +1,19 @@
-"""How a run stops: Ctrl-C and SIGTERM, and steps that do not end.
+"""How a run stops: Ctrl-C and SIGTERM, steps that do not end, and a training stream that does.
 
 A signal asks the run to finish its step, save and exit 0 (StopRequest); a second
 one ends the process at once. Steps run in a helper thread (run_heard), so the
 signal is heard even while a step waits inside TensorFlow, on data that does not
 come or on workers that are gone: such a step is given up with StepBlocked, and the
-trainer saves and exits.
+trainer saves and exits (abandon). A training stream that ends (no image could be
+read for long) is one line (stalled).
 """
 import os
 import signal
+import sys
 import threading
 import time
+
+import decoding
 
 BLOCKED_STEP_GRACE = 10.0      # seconds a step may go on after Ctrl-C / SIGTERM before the run gives it up
 POLL_SECONDS = 0.2             # how often the main thread looks up from a running step
@@ -70,3 +74,28 @@ def run_heard(sess, fetches, stop, timeout=None, blocked_message=None, feed=None
     if 'error' in box:
         raise box['error']
     return box['out']
+
+
+def abandon(blocked, save, writer=None):
+    """A step is stuck in the session (StepBlocked): save() what the variables hold (it returns the words
+    saying so, '' where this process does not save), flush the TensorBoard writer, say why in one line, and end
+    the process at once (the stuck step cannot be joined, and closing its session would wait for it): exit 0
+    after a signal, else 1."""
+    why, code = str(blocked), 0 if blocked.by_signal else 1
+    try:
+        why += save()
+    except Exception as e:          # the reason it is stuck may stop the save too: say both
+        why += f'; no checkpoint could be saved ({str(e).splitlines()[0][:120]})'
+        code = 1
+    if writer:
+        writer.flush()
+    print(f'{"error: " if code else ""}{why}', file=sys.stderr if code else sys.stdout, flush=True)
+    os._exit(code)
+
+
+def stalled(split, step):
+    """Why the (endless) training stream of `split` ended at `step`: no image could be read for a long run."""
+    few = ', '.join(map(str, (split.stalled or split.skipped or ['?'])[:3])) if split is not None else '?'
+    return (f'training stopped at step {step}: more than {decoding.UNREADABLE_IN_A_ROW} images in a '
+            f'row could not be read (first: {few}): is the data folder still there (unmounted, moved)? '
+            f'Fix it and continue with -resume')

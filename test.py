@@ -21,13 +21,14 @@ import data
 import evaluate
 import parallel
 import preprocessing
-from datasets import DataError
+import settings
+from errors import DataError
 from files import check_output_file, write_json_atomic
 
 BATCH_SIZE = 32           # images per step (each with all its crops)
 
 
-def parse_args(argv):
+def parser():
     p = cli.Parser(description='Evaluate a trained AlexNet checkpoint: top-1 and top-5.')
     cli.add_checkpoint_flags(p)
     p.add_argument('--dataset', choices=data.DATASET_CHOICES,
@@ -37,15 +38,19 @@ def parse_args(argv):
                    help='split to evaluate (default: test when the dataset has one, else val)')
     cli.add_crop_flags(p)
     cli.add_top_k_flag(p, 'k of the top-k rate')
-    p.add_argument('-b', '--batch-size', type=int, default=BATCH_SIZE,
+    p.add_argument('-b', '--batch-size', type=cli.whole(1), default=BATCH_SIZE,
                    help=f'images per step, each with all its crops (default {BATCH_SIZE})')
     cli.add_devices_flag(p)
-    p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
+    p.add_argument('--precision', choices=parallel.PRECISIONS, default='fp32',
                    help='fp32 (default), bf16 (oneDNN CPUs) or fp16 (GPUs)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the random crops (default 0)')
+    p.add_argument('--seed', type=cli.whole(0), default=0, help='seed of the random crops (default 0)')
     p.add_argument('--json', help='also write the results to this JSON file')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv):
+    return parser().parse_args(argv)
 
 
 def load_split(a, meta):
@@ -56,9 +61,7 @@ def load_split(a, meta):
             raise DataError('the checkpoint was trained on synthetic images, which have no test set: '
                             'give --dataset and --data-dir to evaluate it on real ones')
         name = 'auto'
-    args = meta.get('args', {})
-    ds = data.load_dataset(name, a.data_dir or meta.get('data_dir'), val_size=args.get('val_size', 5000),
-                               seed=args.get('seed', 0), md5=args.get('md5'))
+    ds = settings.run_dataset(meta, a.data_dir, name)
     if meta['dataset'] == 'synthetic':          # its class names are placeholders: only the count must match
         matches = ds.num_classes == meta['num_classes']
     else:
@@ -85,9 +88,9 @@ def eval_data(split, meta, a):
 def evaluate_checkpoint(a):
     """Run the evaluation; returns the figures as a dict (what --json writes)."""
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
+    if a.json:
+        cli.check_replaceable(a.json, '--json', ('json',), cli.checkpoint_files(prefix))
     mode, n, words = cli.crop_mode(a)
-    if a.batch_size < 1 or a.top_k < 1:
-        raise DataError('--batch-size and --top-k must be at least 1')
     devices = cli.devices(a.devices)
     name, which, split = load_split(a, meta)
     print(f'{prefix}: {name} {which} split, {len(split)} images, {words}, towers on {",".join(devices)}')

@@ -9,7 +9,6 @@ by 10 when the validation error stops improving. Checkpoints, TensorBoard logs
 and the best model go into the run folder (--train-dir, default runs/alexnet).
 """
 import sys
-import time
 
 import quiet  # noqa: F401  (first: keeps TensorFlow's start-up lines out of the output)
 import budget
@@ -18,10 +17,10 @@ import cli
 import cluster
 import data
 import datasets
+import servers
 import settings
 import trainer
-from datasets import DataError
-from trainer import Diverged
+from errors import DataError, Diverged
 
 
 class Parser(cli.Parser):
@@ -32,14 +31,21 @@ class Parser(cli.Parser):
         super().error(message)
 
 
-def parse_args(argv):
+def parser():
     p = Parser(description='Train AlexNet (two towers) with the paper\'s recipe.', argument_default=None)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument('-scratch', action='store_true', help='start a new run')
     mode.add_argument('-resume', action='store_true', help='continue the run in --train-dir')
     p.add_argument('--overwrite', action='store_true', help='let -scratch delete an earlier run\'s checkpoints')
+    p.add_argument('--preset', choices=tuple(settings.PRESETS), help=settings.presets_help())
     settings.add_flags(p)
+    return p
+
+
+def parse_args(argv):
+    p = parser()
     args = p.parse_args(argv)
+    vars(args).update(servers.from_tf_config(vars(args)))    # a cluster manager's task, when no cluster flag is given
     if not (args.scratch or args.resume) and args.job_name != 'ps':    # a parameter server needs neither
         p.error('one of the arguments -scratch -resume is required')
     return args
@@ -48,21 +54,21 @@ def parse_args(argv):
 def settle_args(args):
     """The run's settings (settings.py): the defaults, the run's recorded ones on -resume, then those given;
     checked. Also the checkpoint resumed (its JSON), or None."""
-    given = settings.given(args)
+    if args.preset and args.resume:
+        raise DataError(f'--preset chooses a new run\'s settings; -resume continues with those the run recorded: '
+                        f'leave --preset {args.preset} out')
+    given = settings.with_preset(args.preset, settings.given(args))
     helper = args.job_name == 'worker' and (args.task_index or 0) > 0   # not the chief
     train_dir = given.get('train_dir', settings.DEFAULTS['train_dir'])
     found = checkpoints.latest(train_dir) if args.resume else None
     if args.resume and not found and not helper:    # a worker elsewhere has its flags; the chief restores
         raise DataError(checkpoints.only_best(train_dir) or f'nothing to resume in {train_dir}: start a run '
                         f'with -scratch (or point --train-dir at an earlier run)')
-    unresumable = found and checkpoints.resume_problem(train_dir, found[0])    # best/, features/, imports
+    unresumable = found and checkpoints.resume_problem(train_dir, *found)    # best/, features/, imports
     if unresumable:
         raise DataError(unresumable)
     meta, recorded = (found[1] if found else None), None
     if meta:
-        if not isinstance(meta.get('args'), dict) or not isinstance(meta.get('schedule'), dict):
-            raise DataError(f'{found[0]}.json lacks the run\'s settings ("args", "schedule"): it was not written '
-                            f'by train.py, or was edited; restore it, or start a new run with -scratch')
         wrong = settings.recorded_problem(meta['args'])
         if wrong:
             raise checkpoints.edited(found[0], f'its args\' {wrong}')
@@ -74,9 +80,9 @@ def settle_args(args):
         recorded = dict(meta['args'], train_dir=train_dir)    # where the run is now, wherever it was made
     a = settings.settled(given, recorded)
     if args.scratch and a.model_path:
-        weights_file = checkpoints.weights_file_problem(a.model_path)
-        if weights_file:
-            raise DataError(weights_file)
+        unusable = checkpoints.model_path_problem(a.model_path)
+        if unusable:
+            raise DataError(unusable)
         vars(a).update(inherited_from(a.model_path))
     a.scratch, a.resume, a.overwrite = args.scratch, args.resume, args.overwrite
     a.explicit_lr = args.resume and 'lr' in given
@@ -142,12 +148,12 @@ def train(a, meta):
 
 
 def main(argv=None):
-    started = budget.process_start() if argv is None else time.time()    # what --time-budget counts from
+    started = budget.process_start() if argv is None else budget.now()    # what --time-budget counts from
     cli.one_line_warnings()
     try:
         args = parse_args(argv)
         if args.job_name == 'ps':
-            return cluster.serve(args)
+            return servers.serve(args)
         a, meta = settle_args(args)
         a.started = started
         return train(a, meta)

@@ -6,9 +6,10 @@ One step (Trainer.step_once) runs the update that recipe.build_train_op built on
 batch from preprocessing.train_dataset and fetches the step, loss and accuracy by
 name. Each epoch's end (epochs.end) validates (evaluate.py), adjusts the learning
 rate (schedule.py) and saves (checkpoints.py): the latest, best/ and optionally
-features/; with --time-budget the first epoch's end fixes the plan (budget.py).
-Where the steps run is the Trainer's place: this process (OneMachine, below) or
-one task of a cluster (cluster.Worker), behind the same few methods.
+features/; it returns what happened, and the run's best is kept from it. Where the
+run stops is the budget's (budget.py): --epochs, --max-steps or a --time-budget plan,
+made at epoch ends. Where the steps run is the Trainer's place: this process
+(OneMachine, below) or one task of a cluster (cluster.Worker), behind the same few methods.
 """
 import contextlib
 import os
@@ -21,7 +22,6 @@ import tensorflow as tf
 import alexnet
 import budget
 import checkpoints
-import decoding
 import epochs
 import evaluate
 import parallel
@@ -31,14 +31,10 @@ import recipe
 import settings
 import stopping
 import whitening
-from datasets import DataError
+from errors import DataError, Diverged
 from schedule import LearningRate
 
 SYNTHETIC_EPOCH_STEPS = 1000   # --synthetic has no dataset; an 'epoch' is this many steps
-
-class Diverged(Exception):
-    """The loss became NaN or infinite."""
-
 
 def build_inputs(a, ds, start_step):
     """Training batches from the pipeline on the CPU, prefetched to the model's device (or random ones)."""
@@ -110,28 +106,30 @@ class OneMachine:
 
 
 class Trainer:
-    """The graph and the loop: steps, epoch ends (validate, adjust the rate, save), logs. `place` says where
-    the steps run: this process (OneMachine) or one task of a cluster (cluster.Worker)."""
+    """The graph and the loop: steps, epoch ends (epochs.end: validate, adjust the rate, save), logs. `place`
+    says where the steps run: this process (OneMachine) or one task of a cluster (cluster.Worker)."""
 
     def __init__(self, a, meta, ds, place=None):
         self.a, self.ds, self.place = a, ds, place or OneMachine()
         self.steps_per_epoch = self.place.steps_per_epoch(a, ds)
         self.schedule = LearningRate.of(a, meta['schedule'] if meta else None)
-        self.budget = budget.Budget(a.time_budget, a.started, meta)     # --time-budget's plan, and the clock
-        if self.budget.plan:
-            self.schedule.total_steps = self.budget.plan['total_steps']
-        self.best = meta['best'] if meta else None
+        self.budget = budget.Budget(a.time_budget, a.started, meta, self.steps_per_epoch, a.epochs,
+                                    a.max_steps)     # where the run stops, --time-budget's plan, and the clock
+        self.best = meta['best'] if meta else None   # the best validation figures, an epoch end's
         with self.place.device_scope():
             self.build(meta)
             self.sess = self.place.session(self, meta)
         self.step = int(self.sess.run(self.global_step))
+        spent = self.budget.spent_at_start(a.train_dir)     # before anything is written or deleted
+        if spent:
+            self.sess.close()
+            raise DataError(spent)
         if a.scratch and a.overwrite and self.place.is_chief:     # the new run is ready: now the old one goes
             checkpoints.delete_run(a.train_dir)
         self.writer = self.place.is_chief and \
             tf.compat.v1.summary.FileWriter(a.train_dir, None if meta else self.sess.graph)
         self.stop = stopping.StopRequest()
         self.last_save = time.time()
-        self.warmed_up = False           # the process's first step builds and warms up: not a step's cost
 
     # --- the graph and the session ---------------------------------------------------------
     def build(self, meta):
@@ -174,8 +172,9 @@ class Trainer:
         """The variables restored (-resume), or initialised (and warm-started from --model_path)."""
         a = self.a
         self.sess = sess
-        if meta:
-            self.restore(checkpoints.prefix_of(a.train_dir, meta['step']))   # checked by train.py
+        if meta:                                      # its checkpoint checked by train.py
+            checkpoints.restore(sess, checkpoints.prefix_of(a.train_dir, meta['step']), self.saver, recipe.averages(),
+                                a.train_dir)
             if a.explicit_lr:
                 self.schedule.rate = a.lr        # an explicit --lr on -resume sets the current rate
         else:
@@ -193,55 +192,9 @@ class Trainer:
         print(f'conv1 whitened: the top {alexnet.CONV1_FILTERS} directions of {patches} patches of '
               f'{min(whitening.WHITEN_IMAGES, len(self.ds.train))} training images ({time.time() - start:.1f} s)')
 
-    def restore(self, prefix):
-        """Every variable from the checkpoint; the momentum of a layer that -resume now trains and the run did
-        not (a longer --train-layers) starts at zero."""
-        have = checkpoints.variable_names(prefix)
-        missing = [v for v in tf.compat.v1.global_variables() if v.op.name not in have]
-        lacking = [v.op.name for v in missing if not v.op.name.endswith(checkpoints.SLOT_SUFFIX)]
-        if lacking:
-            raise DataError(f'{prefix} lacks {", ".join(lacking[:3])}: it was not written by this run\'s '
-                            f'settings; start a new run with -scratch --model_path {self.a.train_dir}')
-        if not missing:
-            return self.saver.restore(self.sess, prefix)
-        tf.compat.v1.train.Saver([v for v in tf.compat.v1.global_variables() if v.op.name in have]).restore(
-            self.sess, prefix)
-        self.sess.run(tf.compat.v1.variables_initializer(missing))
-        print(f'momentum of the layers now trained starts at zero: {", ".join(v.op.name for v in missing)}')
-
-    def close(self):
-        self.place.close(self)
-        self.stop.restore()
-        if self.writer:
-            self.writer.close()
-        self.sess.close()
-
-    # --- checkpoints -----------------------------------------------------------------------
-    def meta(self):
-        """The checkpoint's JSON: the run's settings, its data, where it is, the schedule, best and plan."""
-        a, ds = self.a, self.ds
-        return dict(args={k: getattr(a, k) for k in settings.DEFAULTS}, dataset=ds.name, data_dir=a.data_dir,
-                    class_names=list(ds.class_names), class_ids=ds.class_ids, num_classes=a.num_classes,
-                    input_size=a.input_size, resize_size=a.resize_size, mean=[float(m) for m in ds.mean],
-                    epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch,
-                    learning_rate=self.schedule.rate, schedule=self.schedule.state(), best=self.best,
-                    precision=a.precision, devices=a.devices, **alexnet.lrn_record(alexnet.lrn_of(vars(a))),
-                    channel_order=a.channel_order, resize_mode=a.resize_mode, plan=self.budget.plan,
-                    seconds_used=round(self.budget.used(), 1))
-
-    def save(self, folder='', saver=None, keep=None):
-        """The latest checkpoint (or best/, features/); only the chief saves."""
-        if not self.place.is_chief:
-            return
-        directory = os.path.join(self.a.train_dir, folder)
-        checkpoints.save(self.sess, saver or self.saver, directory, self.step, self.meta(), keep or self.a.keep)
-
-    def save_due(self):
-        a = self.a
-        return (a.save_steps and self.step % a.save_steps == 0) or time.time() - self.last_save > 60 * a.save_minutes
-
-    # --- steps -----------------------------------------------------------------------------
+    # --- the loop --------------------------------------------------------------------------
     def describe(self):
+        """The run's first lines: its folder, data, steps per epoch, devices and recipe."""
         a = self.a
         if a.precision == 'bf16' and not parallel.cpu_has_bf16() and \
                 not any('GPU' in d.upper() for d in a.devices.split(',')):
@@ -252,8 +205,65 @@ class Trainer:
         print(f'input {a.input_size}x{a.input_size}, batch {a.batch_size}, {a.epochs} epochs, lr {self.schedule.rate:g} '
               f'({a.lr_schedule}), momentum {a.momentum:g}, weight decay {a.weight_decay:g}, init {a.init}')
 
+    def loop(self):
+        """Epochs until the budget's last step (--epochs, --max-steps or a --time-budget plan), or a signal
+        (then a save); the exit code."""
+        a = self.a
+        self.describe()
+        nothing = self.budget.nothing_to_do(self.step, a.train_dir)
+        if nothing:
+            print(nothing)
+            return 0
+        self.last_save = time.time()
+        try:
+            while self.step < self.budget.last_step() and not self.stop.signal:
+                before = self.step
+                self.run_epoch()
+                if self.step == before and not self.stop.signal:      # never round again without a step
+                    raise DataError(self.budget.spent_at_start(a.train_dir) or
+                                    f'no training step could be taken at step {self.step}: the run stops '
+                                    f'rather than go round again; continue it with -resume')
+        except stopping.StepBlocked as e:
+            stopping.abandon(e, self.save_for_exit, self.writer)
+        if (self.stop.signal or self.step % self.steps_per_epoch) and self.place.is_chief:
+            self.save()
+            print(self.budget.stopped(self.step, self.stop.signal, a.train_dir))
+        return 0
+
+    def run_epoch(self):
+        """Steps until the epoch ends, the last step is reached (a --time-budget plan may move it during the
+        epoch) or a signal asks to stop; then the epoch's end, whose best figures the run keeps."""
+        a, spe = self.a, self.steps_per_epoch
+        epoch = epochs.Epoch(self.step // spe)
+        bar = progress.bar(total=spe, initial=self.step % spe, unit='step',
+                           desc=f'epoch {epoch.index + 1}/{self.budget.epochs_planned()}')
+        try:
+            while self.step < self.budget.last_step() and not self.stop.signal and not self.budget.spent_before_plan():
+                tic, budget_tic, before = time.time(), budget.now(), self.step     # budget.now: the budget's clock
+                out = self.step_once(with_summary=not epoch.losses and self.place.is_chief)
+                seconds = budget.now() - budget_tic
+                epoch.add(out['loss'], out['accuracy'], a.batch_size / (time.time() - tic), seconds)
+                bar.set_postfix_str(epoch.postfix(self.schedule.rate), refresh=False)
+                bar.update(self.step - before)
+                if self.step % a.log_steps == 0 and self.writer:        # TensorBoard's, every --log-steps
+                    epochs.scalars(self.writer, self.step, epoch.scalars(a.log_steps, self.k, self.schedule.rate))
+                self.budget.step_done(self.step, first_of_epoch=len(epoch.losses) == 1)
+                if self.step // spe > epoch.index:
+                    break
+                if self.save_due():
+                    self.save()
+                    self.last_save = time.time()
+        finally:
+            bar.close()
+        epoch.steps_ended = budget.now()
+        ended = self.step // spe > epoch.index or self.budget.ends_epoch(self.step)     # mid-epoch too: best/
+        if ended and epoch.losses and self.place.epoch_ended(self, epoch.losses):
+            self.best = epochs.end(self, epoch).best
+            self.last_save = time.time()
+
     def step_once(self, with_summary=False):
         """One training step. Returns the fetches by name: step (after it), loss, accuracy [top-1, top-k]."""
+        self.schedule.total_steps = self.budget.total_steps     # one-cycle ends where a --time-budget plan does
         rate = self.schedule.at_step(self.step, self.steps_per_epoch) if self.schedule.per_step else self.schedule.rate
         fetches = dict(step=self.step_after, loss=self.loss, accuracy=self.accuracy)
         if with_summary:
@@ -261,7 +271,7 @@ class Trainer:
         try:
             out = self.run(fetches, {self.new_rate: rate})
         except tf.errors.OutOfRangeError:
-            raise DataError(self.stalled_message()) from None
+            raise DataError(stopping.stalled(self.ds.train, self.step)) from None
         if with_summary:
             self.writer.add_summary(out['summary'], self.step)
         self.step = int(out['step'])
@@ -276,106 +286,32 @@ class Trainer:
         """sess.run(fetches, feed) where the place runs it, heard by Ctrl-C and SIGTERM while it waits."""
         return self.place.run(self, fetches, feed)
 
-    def abandon(self, blocked):
-        """A step is stuck in the session: save what the variables hold, say so, and end the process at
-        once (the stuck step cannot be joined, and closing its session would wait for it)."""
-        why, code = str(blocked), 0 if blocked.by_signal else 1
-        try:
-            if self.place.is_chief:
-                self.save()
-                why += f'; checkpoint saved at step {self.step}, continue with: python train.py -resume ' \
-                       f'--train-dir {self.a.train_dir}'
-        except Exception as e:          # the reason it is stuck may stop the save too: say both
-            why += f'; no checkpoint could be saved ({str(e).splitlines()[0][:120]})'
-            code = 1
-        if self.writer:
-            self.writer.flush()
-        print(f'{"error: " if code else ""}{why}', file=sys.stderr if code else sys.stdout, flush=True)
-        os._exit(code)
+    # --- checkpoints, and the end ----------------------------------------------------------
+    def meta(self, best=None):
+        """The checkpoint's JSON (checkpoints.run_record), with `best` (an epoch end's new figures) or the run's."""
+        return checkpoints.run_record(self.a, settings.DEFAULTS, self.ds, self.step, self.steps_per_epoch,
+                                      self.schedule, best or self.best, self.budget)
 
-    def stalled_message(self):
-        """Why the (endless) training stream ended: no image could be read for a long run."""
-        split = self.ds.train
-        few = ', '.join(map(str, (split.stalled or split.skipped or ['?'])[:3])) if split is not None else '?'
-        return (f'training stopped at step {self.step}: more than {decoding.UNREADABLE_IN_A_ROW} images in a '
-                f'row could not be read (first: {few}): is the data folder still there (unmounted, moved)? '
-                f'Fix it and continue with -resume')
+    def save(self, folder='', saver=None, keep=None, best=None):
+        """The latest checkpoint (or best/, features/); only the chief saves."""
+        if self.place.is_chief:
+            checkpoints.save(self.sess, saver or self.saver, os.path.join(self.a.train_dir, folder), self.step,
+                             self.meta(best), keep or self.a.keep)
 
-    def log_steps(self, epoch):
-        """TensorBoard's training scalars every --log-steps steps."""
+    def save_due(self):
         a = self.a
-        if self.step % a.log_steps == 0 and self.writer:
-            loss, (top1, topk) = epoch.recent(a.log_steps)
-            epochs.scalars(self.writer, self.step, {
-                'train/loss': loss, 'train/top1': top1, f'train/top{self.k}': topk,
-                'learning_rate': self.schedule.rate, 'images_per_second': epoch.speed})
+        return (a.save_steps and self.step % a.save_steps == 0) or time.time() - self.last_save > 60 * a.save_minutes
 
-    # --- the loop --------------------------------------------------------------------------
-    def loop(self):
-        """Epochs until --epochs or --max-steps, or a signal (then a save); the exit code."""
-        a, spe = self.a, self.steps_per_epoch
-        self.describe()
-        if self.step >= self.last_step():
-            more = '(raise --epochs or --max-steps)' if not self.budget.reached(self.step) else \
-                f'(its --time-budget plan ends there; to train further, start a new run from its weights: ' \
-                f'python train.py -scratch --model_path {a.train_dir} --train-dir NEW_FOLDER ...)'
-            print(f'nothing to do: the run is at step {self.step} and stops at {self.last_step()} {more}')
-            return 0
-        self.last_save = time.time()
-        try:
-            while self.step < self.last_step() and not self.stop.signal:
-                self.run_epoch()
-        except stopping.StepBlocked as e:
-            self.abandon(e)
-        if (self.stop.signal or self.step % spe) and self.place.is_chief:
-            self.save()
-            why = f'stopped by {self.stop.signal}' if self.stop.signal else \
-                'reached the --time-budget plan\'s last step' if self.budget.reached(self.step) else \
-                'reached --max-steps'
-            print(f'{why} at step {self.step}: checkpoint saved; continue with: '
-                  f'python train.py -resume --train-dir {a.train_dir}')
-        return 0
+    def save_for_exit(self):
+        """The latest checkpoint before a stuck step ends the process (stopping.abandon); the line's words."""
+        if not self.place.is_chief:
+            return ''
+        self.save()
+        return f'; checkpoint saved at step {self.step}, {self.budget.way_on(self.step, self.a.train_dir)}'
 
-    def last_step(self):
-        """Where the run stops: --epochs (or the --time-budget plan), or --max-steps if sooner."""
-        total = self.budget.plan['total_steps'] if self.budget.plan else self.a.epochs * self.steps_per_epoch
-        return min(total, self.a.max_steps or total)
-
-    def epochs_planned(self):
-        """The epochs after an epoch's slash: --epochs, or the --time-budget plan's, rounded up."""
-        return -(-self.budget.plan['total_steps'] // self.steps_per_epoch) if self.budget.plan else self.a.epochs
-
-    def run_epoch(self):
-        """Steps until the epoch ends, the last step is reached (a --time-budget plan may move it during the
-        epoch) or a signal asks to stop; then the epoch's end."""
-        a, spe = self.a, self.steps_per_epoch
-        epoch = epochs.Epoch(self.step // spe)
-        bar = progress.bar(total=spe, initial=self.step % spe, unit='step', desc=f'epoch {epoch.index + 1}/{self.epochs_planned()}')
-        try:
-            while self.step < self.last_step() and not self.stop.signal and not self.budget.spent_before_plan():
-                tic, before = time.time(), self.step
-                out = self.step_once(with_summary=not epoch.losses and self.place.is_chief)
-                spent = time.time() - tic
-                epoch.add(out['loss'], out['accuracy'], a.batch_size / spent, spent)
-                loss, (top1, _) = epoch.recent()
-                bar.set_postfix_str(f'loss {loss:.3f} top-1 {100 * top1:.1f}% lr {self.schedule.rate:.2g} '
-                                    f'{epoch.speed:.0f} img/s', refresh=False)
-                bar.update(self.step - before)
-                self.log_steps(epoch)
-                if not self.warmed_up and len(epoch.losses) == 1:
-                    self.budget.mark(self.step)            # the process's first step warms up: not a cost
-                elif self.budget.replan_if_due(self.step, spe):
-                    self.schedule.total_steps = self.budget.plan['total_steps']
-                if self.step // spe > epoch.index:
-                    break
-                if self.save_due():
-                    self.save()
-                    self.last_save = time.time()
-        finally:
-            bar.close()
-        epoch.steps_ended = budget.now()
-        ended = self.step // spe > epoch.index or self.budget.reached(self.step) or \
-            self.budget.spent_before_plan()                          # mid-epoch too: best/
-        if ended and epoch.losses and self.place.epoch_ended(self, epoch.losses):
-            epochs.end(self, epoch)
-            self.last_save = time.time()
+    def close(self):
+        self.place.close(self)
+        self.stop.restore()
+        if self.writer:
+            self.writer.close()
+        self.sess.close()

@@ -25,7 +25,7 @@ import pickletools
 
 import numpy as np
 
-from datasets import DataError
+from errors import DataError
 
 MAX_RANK = 4                     # bvlc_alexnet's blobs: conv [out, in, h, w]; old Caffe's fc blobs 4-D with 1s
 MAX_PICKLE_OPS = 100_000         # a caffe-tensorflow bvlc_alexnet.npy has about 250 pickle opcodes

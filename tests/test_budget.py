@@ -4,7 +4,7 @@ import warnings
 import pytest
 
 import budget
-from datasets import DataError
+from errors import DataError
 
 
 @pytest.mark.parametrize('text,seconds', [('55m', 3300), ('1.5h', 5400), ('3300s', 3300), ('90', 90), (' 2H ', 7200)])
@@ -26,7 +26,8 @@ def test_the_plan_fills_what_is_left_with_steps_and_epoch_ends():
     assert p['epochs'] == pytest.approx(p['total_steps'] / 10, abs=0.01)
     over = budget.plan(100, 150, step_now=10, steps_per_epoch=10, step_seconds=1.0, epoch_end_seconds=1)
     assert over['total_steps'] == 10                       # already past the budget: stop where it is
-    assert '44.6 epochs' in budget.describe(p, 100) and '15.0 min left' in budget.describe(p, 100)
+    assert '(44.6 epochs) in the 16.7 min budget, 15.0 min left' in budget.describe(p, 100)
+    assert 'in the 55 min budget' in budget.describe(dict(p, budget_seconds=3300), 100)
 
 
 class FakeClock:
@@ -79,8 +80,12 @@ def test_absurd_budgets_are_one_line(text):
 
 
 def test_the_process_start_is_in_the_past():
+    """Between the machine's boot (where /proc tells it) and now, however long the tests have run."""
     import time
-    assert time.time() - 3600 < budget.process_start() <= time.time()
+    from pathlib import Path
+    uptime = Path('/proc/uptime')
+    booted = time.time() - float(uptime.read_text().split()[0]) if uptime.exists() else 0
+    assert booted - 1 <= budget.process_start() <= time.time()
 
 
 def test_between_epoch_ends_the_plan_follows_the_steps_cost(monkeypatch):
@@ -100,3 +105,59 @@ def test_between_epoch_ends_the_plan_follows_the_steps_cost(monkeypatch):
     assert b.plan['history'][-1] == [40, b.plan['total_steps']] and b.mark_step == 40
     clock.t += 120
     assert not b.replan_if_due(100, 100)              # due, but an epoch's last step: its end plans there, once
+
+
+def test_a_budget_spent_before_the_first_step_is_one_line_saying_by_what(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(budget, 'now', clock)
+    b = budget.Budget(600, started=clock())
+    clock.t += 500
+    assert b.spent_at_start('runs/x') is None
+    clock.t += 100
+    assert 'the start-up (TensorFlow, the data, the graph, the session) took 10 min of the 10 min ' \
+           '--time-budget, so no step could be taken: give a larger --time-budget' in b.spent_at_start('runs/x')
+    resumed = budget.Budget(600, started=clock(), meta=dict(plan=None, seconds_used=550))
+    clock.t += 40
+    words = resumed.spent_at_start('runs/x')
+    assert 'earlier runs used 9.2 min and this start-up 40 s' in words and '--model_path runs/x' in words
+    assert budget.Budget(None, started=0).spent_at_start('runs/x') is None
+
+
+def test_a_budget_spent_by_the_processs_only_step_still_stops_the_run(monkeypatch):
+    """-resume with no plan yet: the process's first step (a warm-up, not measured) spends the budget, and
+    its epoch ends after it: that end plans the stop there all the same (no end without a plan, which
+    would go round again without a step)."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget, 'now', clock)
+    b = budget.Budget(60, started=clock(), meta=dict(plan=None, seconds_used=50))
+    clock.t += 5
+    assert b.spent_at_start('runs/x') is None
+    clock.t += 5                                           # the step
+    b.mark(6)
+    assert b.spent_before_plan() and b.spent_at_start('runs/x') is None    # a step was taken: not the start-up's
+    with pytest.warns(UserWarning, match='cannot be kept'):
+        b.end_epoch(6, 1000, 1, steps_seconds=5, end_seconds=0, warmup_seconds=5)
+    assert b.plan['total_steps'] == 6 and b.reached(6) and not b.spent_before_plan()
+
+
+def test_the_budget_says_where_the_run_stops_and_the_way_on_from_there():
+    """--epochs, or the plan's steps, capped by --max-steps. At the plan's last step the way on is a new run
+    from its weights (what -resume's "nothing to do" says), not a -resume that would have nothing to do."""
+    b = budget.Budget(None, started=0, steps_per_epoch=10, epochs=3, max_steps=25)
+    assert b.last_step() == 25 and b.epochs_planned() == 3 and b.total_steps is None
+    assert b.nothing_to_do(24, 'runs/x') is None
+    assert b.nothing_to_do(25, 'runs/x') == \
+        'nothing to do: the run is at step 25 and stops at 25 (raise --epochs or --max-steps)'
+    assert b.stopped(25, None, 'runs/x') == \
+        'reached --max-steps at step 25: checkpoint saved; continue with: python train.py -resume --train-dir runs/x'
+    planned = budget.Budget(600, started=0, meta=dict(plan=dict(total_steps=23, budget_seconds=600)),
+                            steps_per_epoch=10, epochs=2)
+    assert planned.last_step() == 23 and planned.epochs_planned() == 3 and planned.total_steps == 23
+    way_on = ('to train further, start a new run from its weights: python train.py -scratch --model_path runs/x '
+              '--train-dir NEW_FOLDER ...')
+    assert planned.nothing_to_do(23, 'runs/x') == \
+        f'nothing to do: the run is at step 23 and stops at 23 (its --time-budget plan ends there; {way_on})'
+    assert planned.stopped(23, None, 'runs/x') == \
+        f'reached the --time-budget plan\'s last step at step 23: checkpoint saved; {way_on}'
+    assert planned.stopped(20, 'SIGINT', 'runs/x') == \
+        'stopped by SIGINT at step 20: checkpoint saved; continue with: python train.py -resume --train-dir runs/x'

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import checkpoints
-from datasets import DataError
+from errors import DataError
 from helpers import CHECKPOINT_META
 
 

@@ -21,7 +21,7 @@ import cifar10_archive as ca
 import cifar10_utils as cu
 from cifar10_archive import Global, Reduce
 from conftest import REPO
-from datasets import DataError
+from errors import DataError
 
 ROWS, TEST_ROWS = 20, 30  # per training batch (2 per class), in the test batch
 

@@ -1,5 +1,6 @@
 """classify.py: image formats, the scores against an independent evaluation, output, bad inputs."""
 import json
+import os
 import re
 
 import numpy as np
@@ -169,3 +170,69 @@ def test_a_folder_without_images_and_a_csv_in_no_folder_are_one_line(run, tmp_pa
     assert 'a folder without images (add -r' in captured.err and 'AlexNet saw' in captured.out
     assert classify.main(['--train-dir', run['dir'], str(JPEG), '--csv', str(tmp_path / 'no' / 'x.csv')]) == 2
     assert 'there is no folder' in capsys.readouterr().err and not (tmp_path / 'no').exists()
+
+
+def test_an_output_that_is_an_image_or_a_file_of_another_kind_is_refused_before_any_work(run, tmp_path, capsys):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    pngs = sorted(run['tree'].glob('test/class1/*.png'))[:3]
+    for i, png in enumerate(pngs, 1):
+        (photos / f'p{i}.png').write_bytes(png.read_bytes())
+    np.savez(tmp_path / 'feats.npz', features=np.zeros([2, 3], np.float32))
+    before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+    p1, p2, p3 = (str(photos / f'p{i}.png') for i in (1, 2, 3))
+    for argv, message in (
+            (['--csv', p1, p2, p3], f'--csv {p1} exists and is a PNG image, not text'),   # a shell pattern after --csv
+            (['--plot', p1, p1, p2], f'--plot {p1} is one of the files to read'),
+            (['--plot', p2, str(photos)], f'--plot {p2} is one of the files to read'),     # in a folder read
+            (['--csv', str(tmp_path / 'feats.npz'), p1], f'--csv {tmp_path}/feats.npz exists and is an .npz of arrays'),
+            (['--csv', str(tmp_path / 'out'), '--plot', str(tmp_path / 'out'), p1], '--csv and --plot both name')):
+        assert classify.main(['--train-dir', run['dir'], *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'error: {message}') and err.count('\n') == 1, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == before
+
+
+def test_nothing_is_written_when_no_image_is_classified(run, tmp_path, capsys):
+    photos = tmp_path / 'photos'
+    photos.mkdir()                                       # its images were moved away since the last run
+    (tmp_path / 'photos.csv').write_text('image,class_1,score_1\nphotos/a.png,class3,0.500000\n')
+    before = sorted(os.listdir(tmp_path)), (tmp_path / 'photos.csv').read_text()
+    out = ['--csv', str(tmp_path / 'photos.csv'), '--plot', str(tmp_path / 'photos-figure.png')]
+    assert classify.main(['--train-dir', run['dir'], str(photos), *out]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f'error: {photos}: a folder without images (add -r for its sub-folders)'     # the one error
+    assert err[1] == f'nothing written to {tmp_path}/photos.csv and {tmp_path}/photos-figure.png: no image ' \
+                     f'could be classified' and len(err) == 2
+    assert (sorted(os.listdir(tmp_path)), (tmp_path / 'photos.csv').read_text()) == before
+
+
+@pytest.mark.slow
+def test_names_that_are_not_utf8_and_links_that_loop_or_pipes_in_a_folder(run, tmp_path, capsys):
+    folder = tmp_path / 'latin'
+    folder.mkdir()
+    png = sorted(run['tree'].glob('test/class1/*.png'))[0].read_bytes()
+    with open(os.path.join(os.fsencode(folder), b'caf\xe9.png'), 'wb') as f:     # Latin-1, not UTF-8
+        f.write(png)
+    (folder / 'ok.png').write_bytes(png)
+    (folder / 'loop.png').symlink_to('loop.png')
+    os.mkfifo(folder / 'pipe.png')
+    cafe = os.fsdecode(os.path.join(os.fsencode(folder), b'caf\xe9.png'))
+    problems = [f'error: {folder}/loop.png: a symbolic link that loops: not read',
+                f'error: {folder}/pipe.png: not a regular file (a pipe, device or socket): not read']
+    figure = tmp_path / 'figure.png'
+    assert classify.main(['--train-dir', run['dir'], '--center', '-k', '2', str(folder), '--plot', str(figure)]) == 1
+    out, err = capsys.readouterr()        # capsys's stdout, like a UTF-8 terminal's, cannot take surrogates
+    assert [line for line in err.splitlines() if line.startswith('error:')] == problems
+    assert f'AlexNet saw ({folder}/caf\\xe9.png):' in out and f'AlexNet saw ({folder}/ok.png):' in out
+    assert f'figure written to {figure}' in out and figure.read_bytes().startswith(b'\x89PNG')
+    table = tmp_path / 'latin.csv'
+    assert classify.main(['--train-dir', run['dir'], '--center', '-k', '2', '-r', str(folder), '--json',
+                          '--csv', str(table)]) == 1
+    out, err = capsys.readouterr()
+    results = json.loads(out)
+    assert [r['image'] for r in results] == [cafe, str(folder / 'ok.png')]      # os.fsencode: the name's bytes
+    assert [line for line in err.splitlines() if line.startswith('error:')] == problems
+    rows = table.read_bytes().splitlines()
+    assert rows[1].startswith(os.fsencode(folder) + b'/caf\xe9.png,') and rows[1].split(b',')[1:] == \
+        rows[2].split(b',')[1:] and len(rows) == 3

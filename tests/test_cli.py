@@ -1,11 +1,12 @@
 """cli.py: the flags the evaluating commands share, their one-line errors and one-line warnings."""
 import argparse
+import os
 import warnings
 
 import pytest
 
 import cli
-from datasets import DataError
+from errors import DataError
 
 
 def parser():
@@ -24,7 +25,7 @@ def test_crop_modes():
     assert cli.crop_mode(p.parse_args(['--ten-crop'])) == ('ten', 10, '10 crops')
     assert cli.crop_mode(p.parse_args(['--center'])) == ('center', 1, 'centre crop')
     with pytest.raises(DataError, match='--crops must be at least 1'):
-        cli.crop_mode(p.parse_args(['--crops', '0']))
+        cli.crop_mode(argparse.Namespace(ten_crop=False, center=False, crops=0))
     assert p.parse_args(['-k', '3']).top_k == 3 and p.parse_args(['--verbose']).verbose
 
 
@@ -47,3 +48,32 @@ def test_devices_and_warnings(capsys):
             warnings.warn('kept')
         assert [str(w.message) for w in caught] == ['kept']
     assert isinstance(cli.Parser(), argparse.ArgumentParser)
+
+
+def test_numbers_out_of_range_are_refused_at_parse_time(capsys):
+    p = cli.Parser(prog='x')
+    p.add_argument('--n', type=cli.whole(1, 10))
+    p.add_argument('--s', type=cli.number(0, 60, low_included=False))
+    assert p.parse_args(['--n', '10', '--s', '0.5']).n == 10
+    for argv, said in ((['--n', '0'], 'argument --n: must be at least 1, got 0'),
+                       (['--n', '11'], 'must be at most 10, got 11'), (['--n', 'nan'], "'nan' is not a whole number"),
+                       (['--s', '0'], 'must be a number above 0 up to 60, got 0'), (['--s', 'nan'], 'got nan'),
+                       (['--s', '1e30'], 'got 1e30')):
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and said in err and err.count('\n') == 1, err
+
+
+def test_an_output_replaces_only_a_file_of_its_kind_that_is_no_input(tmp_path):
+    (tmp_path / 'old.json').write_text('{"top1": 0.5}')
+    (tmp_path / 'photo.json').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(100))
+    cli.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',))
+    cli.check_replaceable(str(tmp_path / 'new.json'), '--json', ('json',))
+    with pytest.raises(DataError, match='photo.json exists and is a PNG image, not JSON'):
+        cli.check_replaceable(str(tmp_path / 'photo.json'), '--json', ('json',))
+    with pytest.raises(DataError, match='is one of the files this command reads'):
+        cli.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',), [str(tmp_path / 'old.json')])
+    os.mkfifo(tmp_path / 'fifo.json')
+    with pytest.raises(DataError, match='is a FIFO: give a file name'):
+        cli.check_replaceable(str(tmp_path / 'fifo.json'), '--json', ('json',))

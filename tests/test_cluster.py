@@ -1,7 +1,9 @@
-"""cluster.py: a parameter server and two workers on 127.0.0.1, as separate processes.
+"""cluster.py and servers.py: a parameter server and two workers on 127.0.0.1, as separate processes; the
+cluster taken from TF_CONFIG.
 
 Every wait is bounded, so a hung cluster fails the test instead of hanging CI.
 """
+import json
 import os
 import re
 import signal
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,11 +21,12 @@ from PIL import Image
 
 import alexnet
 import checkpoints
+import cluster
+import servers
 import train
 from conftest import REPO
+from errors import DataError
 from helpers import variables
-
-pytestmark = pytest.mark.slow        # subprocesses / SavedModel and TFLite conversion: minutes
 
 WAIT = 150            # seconds: the longest any single wait in these tests may take
 STOP = 60             # seconds: how soon a worker must stop once its parameter server is gone
@@ -60,9 +64,12 @@ def initial_weights(prefix):
 class Task:
     """A train.py process whose stdout and stderr go to files (no pipe to fill up)."""
 
-    def __init__(self, log, argv):
+    def __init__(self, log, argv, tf_config=None):
         self.log, self.err = Path(log), Path(f'{log}.err')
         env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+        env.pop('TF_CONFIG', None)
+        if tf_config:
+            env['TF_CONFIG'] = json.dumps(tf_config)
         with open(self.log, 'w') as out, open(self.err, 'w') as err:
             self.proc = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *map(str, argv)], cwd=REPO,
                                          env=env, stdout=out, stderr=err)
@@ -125,6 +132,7 @@ def small_cluster(tmp_path, *flags):
     return f'127.0.0.1:{ps}', run_dir, worker, server
 
 
+@pytest.mark.slow
 def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter_server(tmp_path):
     data, run_dir = make_data(tmp_path / 'data'), tmp_path / 'cluster'
     init = initial_weights(tmp_path / 'init' / 'weights')
@@ -179,6 +187,7 @@ def test_sync_cluster_matches_one_process_and_resumes_after_losing_its_parameter
         np.testing.assert_allclose(b[name], a[name], rtol=1e-3, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_dead_parameter_server_stops_every_synchronous_worker_with_a_one_line_error(tmp_path):
     ps, run_dir, worker, server = small_cluster(tmp_path)
     tasks = []
@@ -201,6 +210,7 @@ def test_a_dead_parameter_server_stops_every_synchronous_worker_with_a_one_line_
             t.kill()
 
 
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_synchronous_chief_and_a_chief_restarted_alone_is_refused(tmp_path):
     # 15 s, not 6: a worker's first steps (pipeline start-up, graph optimisation) can take several seconds
     # while the other test process shares the 2 cores, and a chief that times out then stops too early.
@@ -231,6 +241,7 @@ def test_a_dead_worker_stops_the_synchronous_chief_and_a_chief_restarted_alone_i
             t.kill()
 
 
+@pytest.mark.slow
 def test_async_workers_each_add_their_steps_to_the_global_step(tmp_path):
     ps, run_dir, worker, server = small_cluster(tmp_path, '--async', '--epochs', 1)
     tasks = []
@@ -255,6 +266,95 @@ def test_async_workers_each_add_their_steps_to_the_global_step(tmp_path):
     assert epoch <= meta['step'] <= step <= own[0] + own[1] <= min(step, epoch) + 1, (own, meta['step'], step)
 
 
+@pytest.mark.slow
+def test_every_task_of_a_finished_synchronous_run_exits_0_every_time(tmp_path):
+    # Issue 42: the chief's update thread was still inside TensorFlow when the interpreter exited, and now
+    # and then (a race: 1 run in 6 on a loaded machine) the chief died with SIGABRT after its last line.
+    for attempt in range(3):
+        ps, run_dir, worker, server = small_cluster(tmp_path / f'attempt{attempt}')
+        tasks = []
+        try:
+            tasks += [server(), worker(0, '-scratch', '--max-steps', 4), worker(1, '-scratch', '--max-steps', 4)]
+            for t in tasks[1:]:
+                assert t.finish() == 0, t.output()
+            tasks[0].wait_for('listening on')
+            tasks[0].proc.send_signal(signal.SIGTERM)         # how a cluster manager stops the parameter server
+            assert tasks[0].finish(STOP) == 0, tasks[0].output()
+        finally:
+            for t in tasks:
+                t.kill()
+        assert tasks[0].log.read_text().splitlines()[-1] == 'parameter server stopped by SIGTERM', tasks[0].output()
+        lines = tasks[1].log.read_text().splitlines()
+        assert 'worker 0 of 2 (chief, synchronous) at step 0' in lines, tasks[1].output()
+        assert lines[-1] == f'reached --max-steps at step 4: checkpoint saved; continue with: python train.py ' \
+                            f'-resume --train-dir {run_dir}', tasks[1].output()
+        assert 'worker 1: done at step 4' in tasks[2].output(), tasks[2].output()
+        for t in tasks:
+            out = t.output()
+            assert not t.error_lines() and not re.search('Traceback|terminate called|FATAL', out), out
+        assert saved_step(run_dir) == 4
+
+
+def inside_tensorflow(thread):
+    """True while the thread waits in a Session.run."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame and frame.f_code.co_name != '_call_tf_sessionrun':
+        frame = frame.f_back
+    return frame is not None
+
+
+def waiting_chief():
+    """A synchronous chief (cluster.Worker) whose update thread waits, inside TensorFlow, for gradients no
+    worker will send (as after the last step): the Worker, its update thread, the trainer's session."""
+    spec = tf.train.ClusterSpec({'ps': ['127.0.0.1:2222'], 'worker': ['127.0.0.1:2223', '127.0.0.1:2224']})
+    place = cluster.Worker(SimpleNamespace(task_index=0, async_updates=False, step_timeout=60), spec,
+                           SimpleNamespace(target=''))
+    tokens, gradients = tf.queue.FIFOQueue(4, tf.int64), tf.queue.FIFOQueue(4, tf.float32)
+    place.start_applier(SimpleNamespace(enqueue_ops=[gradients.dequeue()],
+                                        cancel_op=tokens.close(cancel_pending_enqueues=True)),
+                        tf.compat.v1.ConfigProto())
+    thread = place.applier
+    for _ in range(500):
+        if inside_tensorflow(thread):
+            break
+        thread.join(0.01)
+    assert inside_tensorflow(thread)
+    return place, thread, tf.compat.v1.Session()
+
+
+@pytest.mark.slow
+def test_closing_the_chief_ends_its_update_thread_before_its_session_closes():
+    with tf.Graph().as_default():
+        place, thread, sess = waiting_chief()
+        with sess:
+            place.close(SimpleNamespace(sess=sess))
+            assert not thread.is_alive()        # joined: nothing left inside TensorFlow when the process exits
+            assert place.applier is None
+            place.stop_applier()                # run_worker's finally does it again: harmless
+
+
+@pytest.mark.slow
+def test_an_update_thread_that_does_not_stop_ends_the_process_at_once(monkeypatch, capsys):
+    """Rather than exit the interpreter with the thread inside TensorFlow (SIGABRT): one line, status 1."""
+    with tf.Graph().as_default():
+        place, thread, sess = waiting_chief()
+        closing = place.applier_sess
+        monkeypatch.setattr(place, 'applier_sess', SimpleNamespace(close=lambda: None))   # cancels nothing
+        monkeypatch.setattr(cluster, 'APPLIER_STOP_SECONDS', 0.1)
+        exits = []
+        monkeypatch.setattr(cluster.os, '_exit', exits.append)
+        place.stop_applier()
+        assert exits == [1]
+        err = capsys.readouterr().err
+        assert err.count('error:') == 1 and 'update thread did not stop within 0.1 s' in err, err
+        assert 'parameter server 127.0.0.1:2222 stuck?' in err and 'with -resume' in err, err
+        closing.close()
+        thread.join(10)
+        assert not thread.is_alive()
+        sess.close()
+
+
+@pytest.mark.slow
 def test_flag_errors_and_ports_in_use(capsys):
     busy = socket.socket()
     busy.bind(('127.0.0.1', 0))
@@ -277,3 +377,120 @@ def test_flag_errors_and_ports_in_use(capsys):
             assert message in err and err.startswith('error:') and 'Traceback' not in err, err
     finally:
         busy.close()
+
+
+# TF_CONFIG, as Kubeflow's TFJob sets it: the chief is worker 0, TF_CONFIG's workers follow it.
+PS, CHIEF, WORKERS = ['ps-0:2222'], ['chief-0:2222'], ['worker-0:2222', 'worker-1:2222']
+HOSTS = dict(ps_hosts='ps-0:2222', worker_hosts='chief-0:2222,worker-0:2222,worker-1:2222')
+
+
+def from_tf_config(monkeypatch, value, **flags):
+    monkeypatch.setenv('TF_CONFIG', value if isinstance(value, str) else json.dumps(value))
+    return servers.from_tf_config(flags)
+
+
+def test_tf_config_makes_its_chief_worker_0_and_its_workers_follow(monkeypatch, capsys):
+    cluster_ = {'ps': PS, 'chief': CHIEF, 'worker': WORKERS, 'evaluator': ['eval-0:2222']}
+    for job, index, ours in [('chief', 0, ('worker', 0)), ('worker', 0, ('worker', 1)), ('worker', 1, ('worker', 2)),
+                             ('ps', 0, ('ps', 0))]:
+        got = from_tf_config(monkeypatch, {'cluster': cluster_, 'task': {'type': job, 'index': index}})
+        assert got == dict(HOSTS, job_name=ours[0], task_index=ours[1]), (job, index)
+    assert capsys.readouterr().out.splitlines()[1] == \
+        f'TF_CONFIG: its worker 0 is --job-name worker --task-index 1 --ps-hosts {HOSTS["ps_hosts"]} ' \
+        f'--worker-hosts {HOSTS["worker_hosts"]}'
+    # Without a chief, TF_CONFIG's worker 0 is the chief; master is the chief's older name.
+    got = from_tf_config(monkeypatch, {'cluster': {'ps': PS, 'worker': WORKERS},
+                                       'task': {'type': 'worker', 'index': 1}})
+    assert got == dict(job_name='worker', task_index=1, ps_hosts='ps-0:2222', worker_hosts=','.join(WORKERS))
+    got = from_tf_config(monkeypatch, {'cluster': {'ps': PS, 'master': CHIEF}, 'task': {'type': 'master', 'index': 0}})
+    assert got == dict(job_name='worker', task_index=0, ps_hosts='ps-0:2222', worker_hosts='chief-0:2222')
+
+
+def test_cluster_flags_win_over_tf_config_and_an_unset_one_is_no_cluster(monkeypatch, capsys):
+    value = {'cluster': {'ps': PS, 'worker': WORKERS}, 'task': {'type': 'worker', 'index': 0}}
+    assert from_tf_config(monkeypatch, value, job_name='ps', task_index=None, ps_hosts='a:1') == {}
+    assert capsys.readouterr().err == 'note: TF_CONFIG is ignored: the cluster flags given (--job-name, --ps-hosts) ' \
+                                      'win\n'
+    for empty in ['', '  ']:
+        assert from_tf_config(monkeypatch, empty) == {}
+    monkeypatch.delenv('TF_CONFIG')
+    assert servers.from_tf_config({}) == {}
+    assert capsys.readouterr() == ('', '')
+
+
+@pytest.mark.parametrize('value, message', [
+    ('{"cluster": {"ps": ["a:1"]', 'TF_CONFIG is not valid JSON (Expecting'),
+    ('"cluster"', 'TF_CONFIG is not of the form {"cluster": '),
+    ({'cluster': {'ps': 'a:1', 'worker': ['b:1']}, 'task': {'type': 'ps', 'index': 0}},
+     "The tasks for job 'ps' must be a list"),
+    ({'cluster': {'ps': PS, 'worker': WORKERS}, 'task': {'type': 'worker', 'index': 'one'}},
+     "TF_CONFIG is not of the form {"),
+    ('{}', 'TF_CONFIG has no "cluster" of tasks'),
+    ({'cluster': {'ps': PS, 'worker': WORKERS}}, 'TF_CONFIG has no "task"'),
+    ({'cluster': {'ps': PS, 'worker': WORKERS}, 'task': {'type': 'worker'}}, 'TF_CONFIG has no "task"'),
+    ({'cluster': {'ps': PS, 'worker': WORKERS, 'evaluator': ['e:1']}, 'task': {'type': 'evaluator', 'index': 0}},
+     "TF_CONFIG's task is an evaluator, which train.py does not run"),
+    ({'cluster': {'ps': PS, 'worker': WORKERS}, 'task': {'type': 'chief', 'index': 0}},
+     "TF_CONFIG's task is a chief, but its cluster lists no chief (only ps, worker)"),
+    ({'cluster': {'ps': PS, 'worker': WORKERS, 'tpu': ['t:1']}, 'task': {'type': 'worker', 'index': 0}},
+     'TF_CONFIG\'s cluster has a job "tpu"'),
+    ({'cluster': {'ps': PS, 'worker': {'1': 'b:1'}}, 'task': {'type': 'worker', 'index': 1}}, 'with gaps'),
+    ({'cluster': {'ps': PS, 'chief': CHIEF, 'master': ['m:1']}, 'task': {'type': 'chief', 'index': 0}},
+     "TF_CONFIG's cluster has 2 chiefs"),
+    ({'cluster': {'ps': PS}, 'task': {'type': 'ps', 'index': 0}}, "TF_CONFIG's cluster has no chief or worker"),
+    ({'cluster': {'chief': CHIEF, 'worker': WORKERS}, 'task': {'type': 'chief', 'index': 0}},
+     "TF_CONFIG's cluster has no ps: train.py's cluster keeps the variables on parameter servers"),
+    ({'cluster': {'ps': PS, 'chief': CHIEF, 'worker': WORKERS}, 'task': {'type': 'worker', 'index': 2}},
+     "TF_CONFIG's task index 2 is out of range: its cluster lists 2 worker task(s), numbered from 0"),
+    ({'cluster': {'ps': PS, 'worker': WORKERS}, 'task': {'type': 'ps', 'index': -1}}, "TF_CONFIG's task index -1"),
+    ({'cluster': {'ps': ['ps-0'], 'worker': WORKERS}, 'task': {'type': 'ps', 'index': 0}},
+     "TF_CONFIG's ps: 'ps-0' is not host:port"),
+])
+def test_a_tf_config_train_py_cannot_run_is_one_line(monkeypatch, value, message):
+    with pytest.raises(DataError) as e:
+        from_tf_config(monkeypatch, value)
+    assert message in str(e.value) and '\n' not in str(e.value), str(e.value)
+
+
+def test_train_py_takes_its_cluster_from_tf_config_before_anything_else(monkeypatch, capsys):
+    """A parameter server needs no -scratch there either; a malformed TF_CONFIG is one error line, exit 2."""
+    monkeypatch.setenv('TF_CONFIG', json.dumps({'cluster': {'ps': PS, 'worker': WORKERS},
+                                                'task': {'type': 'ps', 'index': 0}}))
+    args = train.parse_args([])
+    assert (args.job_name, args.task_index, args.ps_hosts) == ('ps', 0, 'ps-0:2222')
+    monkeypatch.setenv('TF_CONFIG', '{"cluster": ')
+    assert train.main(['-scratch', '--synthetic']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: TF_CONFIG is not valid JSON') and err.count('\n') == 1, err
+
+
+@pytest.mark.slow
+def test_a_cluster_started_by_tf_config_alone_trains_and_every_task_exits_0(tmp_path):
+    """A parameter server, a chief and a worker, as a TFJob starts them: the same command for every task,
+    no cluster flag, TF_CONFIG saying which task each one is."""
+    run_dir = tmp_path / 'run'
+    ps, chief, worker = (f'127.0.0.1:{port}' for port in free_ports(3))
+    tasks_of = {'ps': [ps], 'chief': [chief], 'worker': [worker]}
+    command = ['-scratch', '--synthetic', '--num-classes', 4, '--input-size', 67, '--batch-size', 2, '--dropout', 0,
+               '--max-steps', 4, '--train-dir', run_dir, '--wait-seconds', WAIT]
+    task = lambda job: Task(tmp_path / f'{job}.log', command, {'cluster': tasks_of, 'task': {'type': job, 'index': 0}})
+    tasks = []
+    try:
+        tasks += [task('ps'), task('chief'), task('worker')]
+        for t in tasks[1:]:
+            assert t.finish() == 0, t.output()
+        tasks[0].wait_for('listening on')
+        tasks[0].proc.send_signal(signal.SIGTERM)            # as a TFJob ends its parameter servers
+        assert tasks[0].finish(STOP) == 0, tasks[0].output()
+    finally:
+        for t in tasks:
+            t.kill()
+    assert f'parameter server 0 of 1 listening on {ps}' in tasks[0].output(), tasks[0].output()
+    assert 'worker 0 of 2 (chief, synchronous) at step 0' in tasks[1].output(), tasks[1].output()
+    assert f'TF_CONFIG: its worker 0 is --job-name worker --task-index 1 --ps-hosts {ps} --worker-hosts ' \
+           f'{chief},{worker}' in tasks[2].output(), tasks[2].output()
+    assert 'worker 1: done at step 4' in tasks[2].output(), tasks[2].output()
+    for t in tasks:
+        out = t.output()
+        assert not t.error_lines() and not re.search('Traceback|terminate called|FATAL', out), out
+    assert saved_step(run_dir) == 4

@@ -4,7 +4,7 @@ import pytest
 import cifar10_utils
 import data
 import imagenet_utils
-from datasets import DataError
+from errors import DataError
 from helpers import make_folder
 
 

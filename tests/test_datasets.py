@@ -1,5 +1,6 @@
 """datasets.py: class-folder datasets, their errors, the committed demo."""
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from PIL import Image
 import datasets
 import preprocessing
 from conftest import REPO
-from datasets import DataError, Split
+from errors import DataError
+from datasets import Split
 from helpers import FOLDER_CLASSES as CLASSES, FOLDER_COLOURS as COLOURS, make_folder
 
 def test_load_folder_with_val_and_test_folders(tmp_path):
@@ -120,3 +122,28 @@ def test_a_validation_subset_is_the_same_images_every_time_and_drawn_from_all_of
     np.testing.assert_array_equal(arrays.images, images[[split.files.index(f) for f in first.files]])
     with pytest.raises(DataError, match='TFRecord shards are read whole'):
         Split(labels, records=['a.tfrecord']).subset(20)
+
+
+def test_a_command_lines_images_name_what_cannot_be_read_and_follow_no_loop(tmp_path):
+    folder = tmp_path / 'photos'
+    (folder / 'sub' / 'deeper').mkdir(parents=True)
+    for name in ('b.png', 'sub/c.JPG', 'notes.txt'):
+        (folder / name).write_bytes(b'x')
+    (folder / 'a.png').symlink_to('b.png')                 # a link to an image: an image
+    (folder / 'loop.png').symlink_to('loop.png')
+    (folder / 'gone.jpg').symlink_to('nowhere.jpg')
+    os.mkfifo(folder / 'pipe.png')                         # listed as what it is, never opened
+    (folder / 'sub' / 'deeper' / 'up').symlink_to('../..')   # a folder loop: links to folders are not followed
+    (folder / 'folder.png').mkdir()
+    f = str(folder)
+    found = [f'{f}/a.png', f'{f}/b.png', (f'{f}/gone.jpg', 'a symbolic link to a missing file: not read'),
+             (f'{f}/loop.png', 'a symbolic link that loops: not read'),
+             (f'{f}/pipe.png', 'not a regular file (a pipe, device or socket): not read')]
+    assert datasets.image_paths([folder]) == found
+    assert datasets.image_paths([folder], recursive=True) == found + [f'{f}/sub/c.JPG']
+    given = [folder / n for n in ('loop.png', 'sub/deeper', 'notes.txt', 'pipe.png', 'gone.jpg', 'missing.png')]
+    assert datasets.image_paths(given) == [       # a name given: read if a regular file, whatever its extension
+        (f'{f}/loop.png', 'a symbolic link that loops: not read'),
+        (f'{f}/sub/deeper', 'a folder without images (add -r for its sub-folders)'), f'{f}/notes.txt',
+        (f'{f}/pipe.png', 'not a regular file (a pipe, device or socket): not read'),
+        (f'{f}/gone.jpg', 'a symbolic link to a missing file: not read'), (f'{f}/missing.png', 'no such file')]

@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -231,3 +232,49 @@ def test_a_bgr_model_still_takes_rgb_and_agrees_with_classify(exported, tmp_path
     np.testing.assert_allclose(crops, got, atol=2e-5)
     [as_rgb] = classify_center(exported['dir'], capsys, str(JPEG))
     assert np.abs(as_rgb - got).max() > 1e-3                   # the JSON's settings did change the network
+
+
+def test_keras_tfsm_layer_gives_classifys_probabilities(exported):
+    """Keras 3's TFSMLayer loads the SavedModel: its `encoded` endpoint (a batch of files of different sizes)
+    and its `serving_default` endpoint inside a keras.Model give classify.py --center's probabilities."""
+    png = sorted(exported['tree'].glob('test/class3/*.png'))[0]
+    classifier = classify.Classifier(exported['prefix'], exported['meta'], mode='center')
+    expected = [classifier.probabilities(str(path)) for path in (JPEG, png)]
+    classifier.close()
+    saved = str(exported['root'] / 'saved')
+
+    encoded = keras.layers.TFSMLayer(saved, call_endpoint='encoded')
+    out = encoded(tf.constant([JPEG.read_bytes(), png.read_bytes()]))
+    np.testing.assert_allclose(out['probabilities'].numpy(), np.stack(expected), atol=1e-5)
+    names = [[n.decode() for n in row] for row in out['top_k_classes'].numpy()]
+    assert [row[0] for row in names] == [exported['meta']['class_names'][p.argmax()] for p in expected]
+
+    inputs = keras.Input(shape=(None, None, 3), dtype='uint8')
+    model = keras.Model(inputs, keras.layers.TFSMLayer(saved, call_endpoint='serving_default')(inputs)['probabilities'])
+    for path, want in zip((JPEG, png), expected):
+        np.testing.assert_allclose(model.predict(decoded(path)[None], verbose=0)[0], want, atol=1e-5)
+
+
+def test_keras_head_learns_on_the_frozen_fc7_features(exported, small_tree):
+    """The SavedModel as a frozen feature extractor (TFSMLayer, trainable=False) under a Dense head, trained a
+    few steps on a 4-class tree's encoded images: the exported weights stay as they are, the head's change, the
+    loss falls and the head classifies the held-out images (fc7 of these weights separates the classes' colours)."""
+    def load(split):
+        paths = sorted((small_tree / split).glob('*/*.png'))
+        return tf.constant([p.read_bytes() for p in paths]), np.array([int(p.parent.name[len('class'):]) for p in paths])
+
+    backbone = keras.layers.TFSMLayer(str(exported['root'] / 'saved'), call_endpoint='encoded', trainable=False)
+    head = keras.layers.Dense(4, activation='softmax', kernel_initializer=keras.initializers.GlorotUniform(seed=0))
+    inputs = keras.Input(shape=(), dtype='string')
+    model = keras.Model(inputs, head(backbone(inputs)['features_fc7']))
+    model.compile(keras.optimizers.Adam(1e-3), 'sparse_categorical_crossentropy', metrics=['accuracy'])
+    assert backbone.trainable_weights == [] and len(backbone.non_trainable_weights) == 32     # 16 layers' w, b
+    assert [id(w) for w in model.trainable_weights] == [id(w) for w in head.weights]
+    frozen, initial = [w.numpy() for w in backbone.weights], [w.numpy() for w in head.weights]
+
+    history = model.fit(*load('train'), batch_size=16, epochs=3, shuffle=False, verbose=0)     # 6 steps
+    assert all(np.array_equal(before, w.numpy()) for before, w in zip(frozen, backbone.weights))
+    assert all(np.abs(before - w.numpy()).max() > 1e-4 for before, w in zip(initial, head.weights))
+    loss = history.history['loss']
+    assert loss[-1] < loss[0] / 4, loss
+    assert model.evaluate(*load('val'), verbose=0, return_dict=True)['accuracy'] >= 0.9     # chance: 0.25

@@ -25,7 +25,7 @@ from PIL import Image
 import decoding
 import imagenet_utils as iu
 from conftest import REPO, TEST_DATA
-from datasets import DataError
+from errors import DataError
 
 REAL = TEST_DATA / 'imagenet'
 COMMITTED_VAL = [1, 19, 23, 34, 39, 52, 55, 85, 87, 89, 93, 95]      # the numbers of tests/data/imagenet/val/*

@@ -6,6 +6,8 @@ using import_weights' code-built message classes (declared as caffe.proto declar
 reference forward pass is written from Caffe's layer definitions in NumPy (NCHW, BGR, groups,
 Caffe's LRN), independently of alexnet.py.
 """
+import dataclasses
+import hashlib
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import settings
 import trainer
 import weights_files
 from files import FolderLock
+from test_download import MODEL, serve  # noqa: F401  (serve: the local HTTP server fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_IMAGES = sorted((REPO / 'tests' / 'data' / 'imagenet' / 'val').glob('*.JPEG'))
@@ -233,6 +236,13 @@ def assert_nothing_written(train_dir):
     assert not list(Path(train_dir).parent.glob('.*import-*'))       # no temporary folder left
 
 
+def released_here(monkeypatch, url, path):
+    """import_weights.RELEASED's bvlc_alexnet served by a test server at url: the file at path, its SHA-1."""
+    sha1 = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    here = dataclasses.replace(import_weights.RELEASED['bvlc_alexnet'], url=url, sha1=sha1)
+    monkeypatch.setitem(import_weights.RELEASED, 'bvlc_alexnet', here)
+
+
 def one_error_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: '), err
@@ -298,7 +308,8 @@ def test_imported_caffemodel_computes_caffes_network(files, weights, tmp_path, c
 
     assert import_weights.main([str(files['v1']), '--train-dir', str(train_dir), '--overwrite']) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and 'model.ckpt-0' in out[0] and '60,965,224 parameters' in out[0], out
+    assert len(out) == 2 and 'model.ckpt-0' in out[0] and '60,965,224 parameters' in out[0], out
+    assert out[1] == f'classify a photo with it: python classify.py PHOTO.jpg --train-dir {train_dir}'
     assert checkpoints.list_checkpoints(str(train_dir)) == [str(train_dir / 'model.ckpt-0')]
     assert not list(train_dir.rglob('model.ckpt-1000*'))
     assert not list(train_dir.parent.glob('.*import-*'))
@@ -494,16 +505,66 @@ def test_wrong_missing_or_foreign_layers_are_one_line(tmp_path, capsys):
         assert_nothing_written(train_dir)
 
 
+def test_the_name_bvlc_alexnet_downloads_caffes_file_into_the_cache_then_imports_it(serve, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """`import_weights.py bvlc_alexnet`: Caffe's file fetched into the cache (here a small caffemodel from a
+    local server), reused after, then imported (and this one refused, naming the cached file); a run folder
+    that holds checkpoints is refused before any download; offline: one line, exit status 1."""
+    server = serve()
+    (tmp_path / 'served.caffemodel').write_bytes(MODEL)
+    released_here(monkeypatch, server.url, tmp_path / 'served.caffemodel')
+    monkeypatch.chdir(tmp_path)
+    cache, run = tmp_path / 'cache', tmp_path / 'run'
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(run), '--cache-dir', str(cache)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (cache / 'bvlc_alexnet.caffemodel').read_bytes() == MODEL
+    assert server.log == [('/bvlc_alexnet.caffemodel', None, 200)]
+    assert err[0] == (f'downloading bvlc_alexnet.caffemodel from {server.url} into {cache}; licence: unrestricted '
+                      f'("This model is released for unrestricted use.") (Caffe\'s models/bvlc_alexnet/readme.md)')
+    assert err[-1].startswith(f'error: {cache / "bvlc_alexnet.caffemodel"}: layer conv1 has 1 blobs')
+    assert not run.exists()
+
+    monkeypatch.setenv('ALEXNET_CACHE', str(cache))          # the variable moves the cache as --cache-dir does
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(run)]) == 2
+    assert 'layer conv1 has 1 blobs' in one_error_line(capsys) and len(server.log) == 1    # reused, no licence again
+
+    run.mkdir()
+    for suffix in ('.index', '.json', '.data-00000-of-00001'):     # an earlier run's checkpoint
+        (run / f'model.ckpt-5{suffix}').write_text('{}')
+    monkeypatch.setenv('ALEXNET_CACHE', str(tmp_path / 'empty'))
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(run)]) == 2
+    assert 'already holds checkpoints' in one_error_line(capsys) and len(server.log) == 1
+    assert not (tmp_path / 'empty').exists()
+
+    server.shutdown()
+    server.server_close()
+    capsys.readouterr()
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(tmp_path / 'new')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith('downloading') and err[1].startswith(f'error: could not download '
+                                                                                    f'{server.url} (')
+    assert f'put it at {tmp_path / "empty" / "bvlc_alexnet.caffemodel"}' in err[1]
+
+    (tmp_path / 'bvlc_alexnet').write_bytes(b'not weights')  # a file of that name here is what is meant
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(tmp_path / 'new')]) == 2
+    assert one_error_line(capsys).startswith('error: bvlc_alexnet: ')
+
+
 @pytest.mark.slow
-def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(files, tmp_path, capsys):
+def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(files, tmp_path, capsys, serve,
+                                                                            monkeypatch):
     """train.py --model_path runs/bvlc_alexnet --train-layers fc7,fc8 on 3 new classes: a new fc8, fc7
     trained, every other layer bit for bit as imported, with no momentum slot; the run and its -resume
-    keep Caffe's LRN, BGR, warp and mean. classify.py names the imported model's classes."""
+    keep Caffe's LRN, BGR, warp and mean. classify.py names the imported model's classes. The model comes
+    as a user gets it: `import_weights.py bvlc_alexnet`, downloaded from a local server, then imported."""
     from helpers import make_folder
     import classify
     import train
     imported = tmp_path / 'bvlc'
-    assert import_weights.main([str(files['new']), '--train-dir', str(imported)]) == 0
+    server = serve(files={'/bvlc_alexnet.caffemodel': files['new']})       # the 244 MB file, from a local server
+    released_here(monkeypatch, server.url, files['new'])
+    assert import_weights.main(['bvlc_alexnet', '--cache-dir', str(tmp_path / 'cache'),
+                                '--train-dir', str(imported)]) == 0
     source = checkpoint_arrays(checkpoints.latest(str(imported))[0])
     capsys.readouterr()
     assert classify.main(['--train-dir', str(imported), '--center', '--top-k', '2', str(VAL_IMAGES[0])]) == 0
@@ -538,3 +599,13 @@ def test_fine_tuning_the_imported_model_keeps_frozen_layers_and_its_constants(fi
     assert train.main(['-scratch', '--model_path', str(imported), '--train-layers', 'fc9', *common[:4],
                        '--train-dir', str(tmp_path / 'x')]) == 2
     assert "fc9 is not a layer" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_an_import_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(import_weights, 'weights_file', interrupted)
+    assert import_weights.main(['bvlc_alexnet', '--train-dir', str(tmp_path / 'run')]) == import_weights.INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.startswith('interrupted: nothing was imported') and err.count('\n') == 1, err
+    assert not (tmp_path / 'run').exists()

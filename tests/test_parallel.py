@@ -6,7 +6,7 @@ import tensorflow as tf
 import checkpoints
 import parallel
 import train
-from datasets import DataError
+from errors import DataError
 from helpers import build
 
 

@@ -5,13 +5,19 @@ import tensorflow as tf
 
 import parallel
 import recipe
+import settings
 
 SIZE, CLASSES, BATCH = 67, 4, 8
 
 
+def a_recipe(**values):
+    """The Recipe of a run with these settings, the others settings.py's defaults."""
+    return recipe.Recipe.of(settings.settled(values))
+
+
 def one_step(devices, replicas, images, labels, weights=None):
     """Build the training graph, load `weights` (or keep the fresh ones), run one step: variables before, after."""
-    a = recipe.Recipe(seed=0, num_classes=CLASSES, devices=devices, replicas=replicas, init='paper',
+    a = a_recipe(seed=0, num_classes=CLASSES, devices=devices, replicas=replicas, init='paper',
                       weight_decay=0.0005, momentum=0.9, precision='fp32', batch_size=BATCH, dropout=0.0)
     with tf.Graph().as_default() as graph:
         tf.compat.v1.set_random_seed(0)
@@ -70,7 +76,7 @@ def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
     images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)
     labels = rng.integers(0, CLASSES, BATCH)
     initial, fp32, _ = one_step('/cpu:0', 1, images, labels)     # two fp32 steps
-    a = recipe.Recipe(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
+    a = a_recipe(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
                       weight_decay=0.0005, momentum=0.9, precision='fp16', batch_size=BATCH, dropout=0.0)
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(0)
@@ -108,7 +114,7 @@ def test_fp16_loss_scaling_skips_overflowed_steps_and_grows_back():
 def test_bf16_steps_keep_the_weight_decay_and_the_update_in_fp32():
     """oneDNN's bf16 rewrite runs the convolutions in bf16, but every gradient reaches the weight decay
     and the momentum update in fp32 (read off the graph that ran)."""
-    a = recipe.Recipe(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
+    a = a_recipe(seed=0, num_classes=CLASSES, devices='/cpu:0', replicas=1, init='paper',
                       weight_decay=0.0005, momentum=0.9, precision='bf16', batch_size=BATCH, dropout=0.0)
     with tf.Graph().as_default():
         step = tf.compat.v1.train.get_or_create_global_step()
@@ -136,7 +142,7 @@ def test_ema_is_the_hand_computed_average_of_the_steps_weights():
     """--ema: after each step, average = d * average + (1 - d) * weight, d = min(decay, (1 + s) / (10 + s)),
     starting from the weights' initial values; checked against the weights each step left."""
     decay, steps = 0.9, 4
-    a = recipe.Recipe(seed=0, num_classes=CLASSES, devices='/cpu:0,/cpu:1', init='he', batch_size=BATCH,
+    a = a_recipe(seed=0, num_classes=CLASSES, devices='/cpu:0,/cpu:1', init='he', batch_size=BATCH,
                       dropout=0.0, ema=decay)
     rng = np.random.default_rng(1)
     images = rng.normal(0, 60, [BATCH, SIZE, SIZE, 3]).astype(np.float32)

@@ -13,9 +13,52 @@ import time
 import numpy as np
 import pytest
 
+import budget
 import checkpoints
+import evaluate
+import trainer
 from conftest import REPO
-from helpers import SMALL, run_train, variables
+from helpers import SMALL, events, run_train, variables
+
+
+class FakeClock:
+    """budget.now for a whole run: fake seconds pass only where a test says what a part costs, so a plan
+    is the same whatever the machine's load."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def costing(monkeypatch, owner, name, clock, seconds):
+    """owner.name (a function or method) made to cost `seconds` of the fake clock each call."""
+    real = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        clock.t += seconds
+        return real(*args, **kwargs)
+    monkeypatch.setattr(owner, name, timed)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(budget, 'now', fake)
+    return fake
+
+
+def never_round_without_a_step(monkeypatch, most=5):
+    """Trainer.run_epoch fails the test once called `most` times in a run: a loop that makes no progress
+    ends the test instead of hanging it."""
+    real, calls = trainer.Trainer.run_epoch, []
+
+    def counted(self):
+        calls.append(self.step)
+        assert len(calls) < most, f'the epoch loop went round {len(calls)} times at step {self.step}'
+        return real(self)
+    monkeypatch.setattr(trainer.Trainer, 'run_epoch', counted)
 
 
 @pytest.mark.slow
@@ -72,21 +115,36 @@ def wait_for(condition, seconds=120):
     return False
 
 
+def lines_until(proc, start):
+    """What proc printed up to its first line that starts with `start` (all of it, if it ended before)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(start):
+            break
+    return ''.join(lines)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_save_and_exit_zero(tmp_path, stop):
+    """The signal goes once the trainer listens (its first line, after its session), usually some steps
+    in; wherever it lands under the machine's load, the run saves the step it stopped at and exits 0."""
     run_dir = tmp_path / 'run'
     proc = start_training(run_dir)
     try:
         assert wait_for(lambda: glob.glob(str(run_dir / 'events.out.tfevents.*'))), 'training never started'
+        before = lines_until(proc, 'run folder:')
         time.sleep(3)
         proc.send_signal(stop)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, out
-    assert f'stopped by {stop.name}' in out and 'Traceback' not in out
-    assert checkpoints.latest(str(run_dir))[1]['step'] >= 1
+    out = before + out
+    assert proc.returncode == 0, out[-2000:]
+    stopped = re.search(rf'stopped by {stop.name} at step (\d+): checkpoint saved', out)
+    assert stopped and 'Traceback' not in out, out[-2000:]
+    assert checkpoints.latest(str(run_dir))[1]['step'] == int(stopped.group(1))
 
 
 @pytest.mark.slow
@@ -162,32 +220,146 @@ def test_resume_checks_the_checkpoint_and_the_data(tree, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_time_budget_plans_at_epoch_ends_and_resume_continues_the_plan(tree, tmp_path, capsys):
+def test_time_budget_plans_at_epoch_ends_and_resume_continues_the_plan(small_tree, tmp_path, capsys, monkeypatch,
+                                                                        clock):
+    """On the fake clock (a step costs 0.5 s, a validation 2 s: whatever the machine's load) a 20 s budget on
+    2 steps an epoch: the first epoch (1 s of steps, its first a warm-up, and a 2 s end) leaves 17 s: 98% of
+    it less the last end's 2 s, at 0.5 s + 2 s / 2 a step, is 9 more steps, 11 in all. -resume continues
+    the plan, made again at each epoch's end, to its last step."""
+    costing(monkeypatch, trainer.Trainer, 'step_once', clock, 0.5)
+    costing(monkeypatch, evaluate, 'run', clock, 2)
     run_dir = tmp_path / 'run'
-    common = ['--dataset', 'folder', '--data-dir', tree, '--train-dir', run_dir, *SMALL, '--lr-schedule', 'onecycle',
-              '--epochs', 3]
-    assert run_train('-scratch', '--time-budget', '45s', '--max-steps', 12, *common) == 0
+    common = ['--dataset', 'folder', '--data-dir', small_tree, '--train-dir', run_dir, *SMALL,
+              '--lr-schedule', 'onecycle', '--epochs', 3]
+    assert run_train('-scratch', '--time-budget', '20s', '--max-steps', 3, *common) == 0
     out = capsys.readouterr().out
-    assert 'min budget' in out and 'min left' in out
+    assert 'plan 11 steps (5.5 epochs) in the 20 s budget, 0.3 min left' in out
     meta = checkpoints.latest(str(run_dir))[1]
     plan = meta['plan']
-    assert plan['planned_at_step'] == 8 and plan['budget_seconds'] == 45 and plan['total_steps'] >= 8
-    assert plan['history'] == [[8, plan['total_steps']]]
-    assert 0 < meta['seconds_used'] < 45 + 60
+    assert plan['planned_at_step'] == 2 and plan['budget_seconds'] == 20 and plan['total_steps'] == 11
+    assert plan['history'] == [[2, 11]] and plan['seconds_per_step'] == 0.5 and plan['epoch_end_seconds'] == 2
+    assert meta['step'] == 3 and meta['seconds_used'] == 3.5
     assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 10 ** 6) == 0   # to the plan's end
     meta = checkpoints.latest(str(run_dir))[1]
-    history = meta['plan']['history']
-    assert history[0] == plan['history'][0] and meta['step'] == meta['plan']['total_steps'] == history[-1][1]
-    assert all(later[0] > earlier[0] for earlier, later in zip(history, history[1:]))    # one plan an epoch end
-    in_force = [total for step, total in history if step <= meta['step'] - 1][-1]          # at the last step
-    assert meta['learning_rate'] == pytest.approx(0.01 * (in_force - meta['step'] + 1) / in_force)  # one-cycle
+    assert meta['step'] == meta['plan']['total_steps'] == 11
+    assert meta['plan']['history'] == [[2, 11], [4, 11], [6, 11], [8, 11], [10, 11]]     # one plan an epoch end
+    assert meta['seconds_used'] == 17.5                              # 3.5 s before, 8 steps and 5 ends since
+    assert meta['learning_rate'] == pytest.approx(0.01 * (11 - 10) / 11)     # one-cycle's last step
     assert run_train('-resume', '--train-dir', run_dir) == 0
     out = capsys.readouterr().out
     assert 'nothing to do' in out and f'-scratch --model_path {run_dir}' in out      # how to train further
-    shown = [(float(i), int(n)) for i, n in re.findall(r'^epoch ([\d.]+)/(\d+):', out, re.M)]
-    assert len(shown) >= 2 and all(i <= n for i, n in shown)          # out of the plan's epochs, not --epochs 3
+    shown = re.findall(r'^epoch ([\d.]+)/(\d+):', out, re.M)
+    assert shown == [('2', '6'), ('3', '6'), ('4', '6'), ('5', '6'), ('5.50', '6')]   # the plan's, not --epochs 3
     assert run_train('-resume', '--train-dir', run_dir, '--time-budget', '2h') == 2
     assert 'cannot change on -resume' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_train('-scratch', '--time-budget', 'soon', *common)
     assert 'give a duration such as 55m' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('slow_part', ['session', 'describe'])
+def test_a_budget_spent_by_the_start_up_stops_with_one_line(tmp_path, capsys, monkeypatch, clock, slow_part):
+    """The start-up (here 15 fake seconds in the session, or just before the first step) takes the whole
+    10 s budget: one error line naming the start-up's time, exit 2, no step and no checkpoint, instead of an
+    epoch loop that goes round for ever at step 0. Caught at the session, the old run --overwrite names is
+    still there (the new run failed to start)."""
+    never_round_without_a_step(monkeypatch)
+    owner = trainer.OneMachine if slow_part == 'session' else trainer.Trainer
+    costing(monkeypatch, owner, slow_part, clock, 15)
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    old = [run_dir / f'model.ckpt-5{ext}' for ext in ('.index', '.json', '.data-00000-of-00001')]
+    for path in old:
+        path.write_text('an earlier run')
+    code = run_train('-scratch', '--overwrite', '--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL,
+                     '--time-budget', '10s', '--max-steps', 3)
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert code == 2 and len(errors) == 1 and 'Traceback' not in err, err
+    assert 'the start-up' in errors[0] and 'took 15 s of the 10 s --time-budget' in errors[0], errors[0]
+    assert 'give a larger --time-budget' in errors[0]
+    assert len(out.splitlines()) < 10 and 'epoch 1/' not in out, out[-2000:]
+    if slow_part == 'session':
+        assert all(path.read_text() == 'an earlier run' for path in old)
+        assert not list(run_dir.glob('events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_resume_with_the_budget_spent_stops_with_one_line(tmp_path, capsys, monkeypatch, clock):
+    """-resume of a run stopped before its first epoch's end (no plan yet) and 20 s into its 60 s budget.
+    When its one step (a warm-up, not measured) spends the rest, that epoch's end still plans the stop there.
+    When its start-up spends it: one line with the earlier runs' time and the start-up's, and the way on (the
+    budget cannot change on -resume); the checkpoint is left as it was."""
+    run_dir = tmp_path / 'run'
+    common = ['--synthetic', '--num-classes', 4, '--train-dir', run_dir, *SMALL]
+    costing(monkeypatch, trainer.Trainer, 'step_once', clock, 20)
+    assert run_train('-scratch', '--time-budget', '1m', '--max-steps', 1, *common) == 0
+    assert checkpoints.latest(str(run_dir))[1]['seconds_used'] == 20
+    shutil.copytree(run_dir, tmp_path / 'copy', ignore=shutil.ignore_patterns('.lock'))
+    never_round_without_a_step(monkeypatch)
+    costing(monkeypatch, trainer.Trainer, 'step_once', clock, 20)          # 40 s a step now
+    with pytest.warns(UserWarning, match='cannot be kept'):
+        assert run_train('-resume', '--train-dir', tmp_path / 'copy', '--max-steps', 5) == 0
+    assert 'reached the --time-budget plan\'s last step at step 2' in capsys.readouterr().out
+    assert checkpoints.latest(str(tmp_path / 'copy'))[1]['plan']['total_steps'] == 2
+    costing(monkeypatch, trainer.OneMachine, 'session', clock, 50)
+    assert run_train('-resume', '--train-dir', run_dir, '--max-steps', 5) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in err, err
+    assert 'earlier runs used 20 s and this start-up 50 s' in errors[0], errors[0]
+    assert f'-scratch --model_path {run_dir}' in errors[0] and len(out.splitlines()) < 10
+    assert checkpoints.latest(str(run_dir))[1]['step'] == 1
+
+
+@pytest.mark.slow
+def test_a_plan_that_stops_at_an_epoch_end_validates_all_held_out_images_there(small_tree, tmp_path, capsys,
+                                                                                  monkeypatch, clock):
+    """--time-budget with --val-subset: when the plan made again at an epoch's end puts the last step there
+    (the epoch's validation already ran on the subset), that end validates the whole split too, and best/
+    comes from it. (The fake clock: a step costs 1 s.)"""
+    costing(monkeypatch, trainer.Trainer, 'step_once', clock, 1)
+    real = budget.plan
+
+    def stops_at_step_4(budget_seconds, seconds_used, step_now, steps_per_epoch, *rest):
+        total = step_now if step_now >= 4 else step_now + 100
+        return dict(real(budget_seconds, seconds_used, step_now, steps_per_epoch, *rest), total_steps=total,
+                    epochs=round(total / steps_per_epoch, 2))
+
+    monkeypatch.setattr(budget, 'plan', stops_at_step_4)
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', small_tree, '--train-dir', run_dir,
+                     '--epochs', 3, '--time-budget', '1h', '--val-subset', 6, *SMALL) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith('epoch ')]
+    assert len(lines) == 2 and 'val (6 images)' in lines[-1] and '| val loss' in lines[-1], out
+    tags = events(str(run_dir))
+    assert [s for s, _ in tags['val/top1']] == [4]
+    best_meta = checkpoints.latest(str(run_dir / 'best'))[1]
+    assert best_meta['step'] == 4 and best_meta['best']['top1'] == tags['val/top1'][0][1]
+    assert checkpoints.latest(str(run_dir))[1]['best'] == best_meta['best']
+
+
+@pytest.mark.slow
+def test_a_run_stopped_at_its_plans_last_step_says_the_way_on_that_resume_would(small_tree, tmp_path, capsys,
+                                                                                 monkeypatch, clock):
+    """A plan that ends mid-epoch (fake clock: a step costs 1 s, a validation 2 s; 2 steps an epoch; a 10 s
+    budget: the first epoch uses 4 s and plans 1 more step, 3 in all) stops there with a checkpoint. Its last
+    line gives the way on that -resume would give ("nothing to do": the plan ends there, start a new run from
+    its weights), not a -resume that does nothing."""
+    costing(monkeypatch, trainer.Trainer, 'step_once', clock, 1)
+    costing(monkeypatch, evaluate, 'run', clock, 2)
+    run_dir = tmp_path / 'run'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', small_tree, '--train-dir', run_dir, *SMALL,
+                     '--epochs', 3, '--time-budget', '10s') == 0
+    out = capsys.readouterr().out
+    stopped = re.search(r"^reached the --time-budget plan's last step at step 3: checkpoint saved; (.+)$", out, re.M)
+    assert stopped and checkpoints.latest(str(run_dir))[1]['step'] == 3, out[-2000:]
+    assert run_train('-resume', '--train-dir', run_dir) == 0
+    out = capsys.readouterr().out
+    nothing = re.search(r'^nothing to do: the run is at step 3 and stops at 3 \(its --time-budget plan ends there; '
+                        r'(.+)\)$', out, re.M)
+    assert nothing, out[-2000:]
+    assert stopped.group(1) == nothing.group(1) and f'-scratch --model_path {run_dir}' in stopped.group(1)
+    assert 'continue with' not in stopped.group(1)

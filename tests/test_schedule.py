@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from datasets import DataError
+from errors import DataError
 from schedule import LearningRate
 
 

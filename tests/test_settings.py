@@ -7,7 +7,7 @@ import pytest
 import settings
 import train
 from conftest import REPO
-from datasets import DataError
+from errors import DataError
 
 DERIVED = {'devices', 'replicas', 'resize_size'}      # filled from others by settings.check
 
@@ -92,10 +92,74 @@ def test_each_check_names_the_flag():
     with pytest.raises(DataError, match='--max-steps must be at least 1'):
         settings.check(settings.settled({'max_steps': 0}))
     with pytest.raises(DataError, match=r'--cutout 99 must be smaller than the crop \(--input-size 99\)'):
-        settings.check(settings.settled({'cutout': 99, 'input_size': 99, 'synthetic': True}))
+        settings.check(settings.settled({'cutout': 99, 'input_size': 99}))
+
+
+@pytest.mark.parametrize('flag', [{'whiten_conv1': True}, {'cutout': 8}])
+def test_what_works_on_training_images_is_refused_with_synthetic_ones(flag):
+    """--whiten-conv1 and --cutout would be recorded but never applied to random images."""
+    with pytest.raises(DataError, match=f'^--{next(iter(flag)).replace("_", "-")} .*leave it out of a --synthetic run'):
+        settings.check(settings.settled(dict(flag, synthetic=True)))
+    settings.check(settings.settled(dict(flag, synthetic=True, cutout=0, whiten_conv1=False)))
 
 
 def test_every_flag_is_documented():
     """docs/training.md's table (and docs/scaling.md for the cluster's) names every flag of the table."""
     docs = (REPO / 'docs' / 'training.md').read_text() + (REPO / 'docs' / 'scaling.md').read_text()
     assert [s.flag for s in settings.SETTINGS if s.flags != () and f'`{s.flag}' not in docs] == []
+
+
+def flag_table():
+    """docs/training.md's flag table, rendered from train.py's parser (whose flags, defaults and help come from
+    settings.py): one row a flag, its help as --help shows it."""
+    rows = ['| flag | what it sets (default) |', '|---|---|']
+    for action in train.parser()._actions:
+        if action.option_strings and action.dest != 'help':
+            flags = ', '.join(f'`{f}`' for f in action.option_strings)
+            rows.append(f'| {flags} | {" ".join(action.help.split()).replace("|", "/").replace("<", "&lt;")} |')
+    return '\n'.join(rows)
+
+
+def test_the_docs_flag_table_is_the_parsers():
+    """Every row's flag, default and help as train.py --help gives them; a changed setting fails here and
+    prints the table to paste into docs/training.md."""
+    text = (REPO / 'docs' / 'training.md').read_text()
+    start = text.index('| flag | what it sets (default) |')
+    shown = text[start:text.index('\n\n', start)]
+    assert shown == flag_table(), 'docs/training.md\'s flag table is out of date; the new one:\n' + flag_table()
+
+
+def test_a_preset_is_its_flags_written_out_and_flags_given_win(tmp_path):
+    run = ['--train-dir', str(tmp_path / 'run')]
+    written_out = settings.preset_flags('cifar10-hour').split()
+    by_preset, _ = train.settle_args(train.parse_args(['-scratch', '--preset', 'cifar10-hour', *run]))
+    by_flags, _ = train.settle_args(train.parse_args(['-scratch', *written_out, *run]))
+    assert vars(by_preset) == vars(by_flags)
+    assert by_preset.time_budget == 3600 and by_preset.resize_size == 112 and by_preset.precision != 'auto'
+    given_after, _ = train.settle_args(train.parse_args(['-scratch', '--preset', 'cifar10-hour', '--lr', '0.03', *run]))
+    assert given_after.lr == 0.03 and given_after.label_smoothing == 0.1
+    demo, _ = train.settle_args(train.parse_args(['-scratch', '--preset', 'demo', *run]))
+    assert vars(demo) == vars(train.settle_args(train.parse_args(['-scratch', '--dataset', 'demo', *run]))[0])
+
+
+def test_the_docs_show_the_preset_and_the_flags_it_stands_for():
+    """The README trains the hour with the preset; the results page writes its flags out, as --help does."""
+    readme = (REPO / 'README.md').read_text()
+    results = ' '.join((REPO / 'docs' / 'results.md').read_text().replace('\\\n', ' ').split())
+    assert '--preset cifar10-hour' in readme
+    assert settings.preset_flags('cifar10-hour') in results
+
+
+@pytest.mark.slow
+def test_resume_of_a_preset_run_needs_no_flags(small_tree, tmp_path, capsys):
+    run = str(tmp_path / 'run')
+    assert train.main(['-scratch', '--preset', 'cifar10-hour', '--dataset', 'folder', '--data-dir', str(small_tree),
+                       '--input-size', '67', '--resize-size', '76', '--batch-size', '16', '--max-steps', '1',
+                       '--no-validate', '--train-dir', run]) == 0
+    a, meta = train.settle_args(train.parse_args(['-resume', '--train-dir', run]))
+    hour = settings.PRESETS['cifar10-hour']
+    for key in set(hour) - {'dataset', 'input_size', 'resize_size', 'precision'}:
+        assert getattr(a, key) == meta['args'][key] == hour[key], key
+    assert a.precision == meta['args']['precision'] != 'auto'
+    with pytest.raises(DataError, match='leave --preset cifar10-hour out'):
+        train.settle_args(train.parse_args(['-resume', '--preset', 'cifar10-hour', '--train-dir', run]))

@@ -126,8 +126,9 @@ def test_errors_are_one_line(run, tmp_path, capsys):
                              '--center', '--no-progress']) == 0
     assert '(50 images, centre crop)' in capsys.readouterr().out
 
-    assert test_script.main(['--train-dir', str(run['dir']), '--crops', '0']) == 2
-    assert 'error: --crops must be at least 1' in capsys.readouterr().err
+    with pytest.raises(SystemExit):                # refused by the parser, before the run is read
+        test_script.main(['--train-dir', str(run['dir']), '--crops', '0'])
+    assert 'error: argument --crops: must be at least 1, got 0' in capsys.readouterr().err
     assert test_script.main(['--train-dir', str(run['dir']), '--dataset', 'demo']) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: the demo dataset has 10 classes that are not the 10 classes the checkpoint')

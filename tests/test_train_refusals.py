@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import checkpoints
 import classify
@@ -112,6 +113,36 @@ def test_resume_may_train_more_layers_and_ignores_switches_in_the_json(run, tmp_
     assert run_train('-resume', '--train-dir', tuned, '--train-layers', 'fc7,fc8', '--max-steps', 4) == 0
     assert 'momentum of the layers now trained starts at zero: fc7_a/' in capsys.readouterr().out
     assert checkpoints.latest(str(tuned))[1]['step'] == 4
+
+
+@pytest.mark.slow
+def test_resume_may_train_more_layers_with_ema_their_averages_start_at_their_weights(run, tmp_path, capsys):
+    """--ema with --train-layers fc8, then -resume --train-layers fc7,fc8: fc7's averages, not in the
+    checkpoint, start at fc7's weights (as a new average does); everything else is restored as it was.
+    fc7's weights are moved off their initial values first, so that a start from the initialiser shows."""
+    AVERAGE = checkpoints.AVERAGE_SUFFIX
+    tuned = tmp_path / 'tuned'
+    assert run_train('-scratch', '--dataset', 'folder', '--data-dir', run['tree'], '--train-dir', tuned, *SMALL,
+                     '--ema', 0.9, '--train-layers', 'fc8', '--max-steps', 2) == 0
+    prefix = checkpoints.latest(str(tuned))[0]
+    saved = variables(prefix)
+    assert 'fc8_a/weights' + AVERAGE in saved and 'fc7_a/weights' + AVERAGE not in saved
+    saved['fc7_a/weights'] = saved['fc7_a/weights'] + 0.01
+    names = sorted(saved)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[''] * len(names),
+                      tensors=[saved[n] for n in names])
+    capsys.readouterr()
+    assert run_train('-resume', '--train-dir', tuned, '--train-layers', 'fc7,fc8', '--max-steps', 3,
+                     '--lr', 1e-12) == 0                       # a step that leaves the weights as they are
+    assert 'fc7_a/weights' + AVERAGE in capsys.readouterr().out
+    after = variables(checkpoints.latest(str(tuned))[0])
+    d = min(0.9, (1 + 3) / (10 + 3))                           # the average's decay at step 3
+    for name in ('fc7_a/weights', 'fc7_b/biases'):             # new: started at the weights
+        np.testing.assert_allclose(after[name + AVERAGE], saved[name], atol=1e-6, err_msg=name)
+    for name in ('fc8_a/weights', 'fc8_b/biases'):             # restored, then averaged one step further
+        expected = d * saved[name + AVERAGE] + (1 - d) * after[name]
+        np.testing.assert_allclose(after[name + AVERAGE], expected, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(after['conv1_a/weights'], saved['conv1_a/weights'])      # frozen, restored
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """trainer.py, epochs.py and stopping.py: a step that does not end is heard and given up; the run folder; the epoch."""
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import cluster
 import epochs
 import stopping
 import trainer
-from datasets import DataError
+from errors import DataError
 
 
 class BlockedSession:
@@ -39,10 +38,9 @@ def test_a_signal_during_a_step_that_does_not_end_is_heard(monkeypatch):
     monkeypatch.setattr(stopping, 'BLOCKED_STEP_GRACE', 0.5)
     t = stepper()
     threading.Timer(0.3, lambda: setattr(t.stop, 'signal', 'SIGTERM')).start()
-    start = time.time()
     with pytest.raises(stopping.StepBlocked, match='stopped by SIGTERM during a step that did not end') as e:
-        t.run({})
-    assert e.value.by_signal and time.time() - start < 5
+        t.run({})                  # not heard, the step would end by itself (30 s) and raise nothing
+    assert e.value.by_signal
     t.sess.release.set()
 
 

@@ -1,4 +1,7 @@
-"""visualize.py kernels: the paper's Figure 3 from a checkpoint, and the towers' colour share."""
+"""visualize.py kernels: the paper's Figure 3 from a checkpoint, and the towers' colour share; neighbours' misuse."""
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,7 +9,9 @@ from PIL import Image
 
 import alexnet
 import checkpoints
+import cli
 import embedding
+import helpers
 import visualize
 from helpers import CHECKPOINT_META, make_run
 
@@ -105,8 +110,124 @@ def test_neighbours_of_a_gallery_image_start_with_itself_and_are_drawn(tmp_path,
     assert 'the 6 nearest of 12 gallery images (fc7) for 1 queries' in capsys.readouterr().out
     picture = np.asarray(Image.open(out))
     assert picture.shape[1] > 4 * picture.shape[0] > 0                  # one row: the query and six neighbours
-    prefix, meta = checkpoints.for_use(str(run_dir))
-    vectors, _ = embedding.gallery_vectors(prefix, meta, None, '\n'.join(sorted(map(str, gallery.iterdir()))),
-                                           str(tmp_path / 'cache'))     # the cached gallery, as the command made it
+    [cached] = (tmp_path / 'cache').glob('gallery-*.npz')             # the gallery's vectors, as the command made them
+    with np.load(cached, allow_pickle=False) as saved:
+        vectors = saved['features']
     found, dist = embedding.nearest(vectors[5:6], vectors)
     assert found[0, 0] == 5 and dist[0, 0] < 1e-3
+
+
+@pytest.mark.slow
+def test_kernels_of_an_ema_run_are_its_averages(tmp_path, capsys):
+    """A run's latest checkpoint of --ema holds each weight and its average: every command restores the
+    averages (checkpoints.saved_weights), and so are they drawn."""
+    rng = np.random.default_rng(3)
+    prefix = tiny_checkpoint(tmp_path / 'run', [single_channel_kernels(rng, 0), single_channel_kernels(rng, 1)], {})
+    tensors = helpers.variables(prefix)
+    for t in 'ab':                                                      # the averages: grey kernels
+        tensors[f'conv1_{t}/weights' + checkpoints.AVERAGE_SUFFIX] = grey_kernels(rng).astype(np.float32)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(tensors), shape_and_slices=[''] * len(tensors),
+                      tensors=list(tensors.values()))
+    assert visualize.main(['kernels', '--checkpoint', prefix, '-o', str(tmp_path / 'conv1.png')]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == ['tower a: colour share 0.00 (48 kernels)', 'tower b: colour share 0.00 (48 kernels)']
+    assert '(their --ema averages)' in lines[-3]
+    index = Path(prefix + '.index').read_bytes()
+    assert visualize.main(['kernels', '--checkpoint', prefix, '-o', prefix + '.index']) == 2     # never over an input
+    assert 'is one of the files this command reads' in capsys.readouterr().err
+    assert Path(prefix + '.index').read_bytes() == index
+
+
+# ---------------------------------------------------------------- neighbours: misuse, refused before any work
+
+class RecordingExtractor:
+    """embedding.Extractor's interface without a network: each file's vector is made from its bytes, a
+    file that is not a PNG is unreadable; the splits it is given are recorded in `made`."""
+    made = None
+
+    def __init__(self, prefix, meta, split, layer='fc7', batch_size=None, devices=None):
+        self.made.append(split)
+        self.split = split
+
+    def run(self, show_progress=True):
+        contents = [Path(f).read_bytes() for f in self.split.files]
+        rows = np.array([i for i, c in enumerate(contents) if c.startswith(b'\x89PNG')], np.int64)
+        vectors = np.array([np.full(4096, len(contents[i]), np.float32) for i in rows], np.float32)
+        return vectors.reshape(len(rows), 4096), rows
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def made(monkeypatch):
+    """The splits whose vectors were computed; warnings' format is put back after the test."""
+    monkeypatch.setattr(RecordingExtractor, 'made', [])
+    monkeypatch.setattr(embedding, 'Extractor', RecordingExtractor)
+    monkeypatch.setattr(warnings, 'formatwarning', warnings.formatwarning)
+    return RecordingExtractor.made
+
+
+@pytest.fixture(scope='module')
+def neighbours_run(tmp_path_factory):
+    """(run folder, a gallery folder of 6 of its test images, a file that is no image)."""
+    root = tmp_path_factory.mktemp('neighbours')
+    tree, run_dir = make_run(root)
+    gallery = root / 'gallery'
+    gallery.mkdir()
+    for i, png in enumerate(sorted(tree.glob('test/class*/*.png'))[:6]):
+        (gallery / f'{i:02d}.png').write_bytes(png.read_bytes())
+    (root / 'notes.txt').write_text('not an image')
+    return run_dir, gallery, root / 'notes.txt'
+
+
+def exit_code(argv):
+    """visualize.main's exit status, also for a flag argparse refuses."""
+    try:
+        return visualize.main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('flags, named', [
+    (['--gallery', 'galery'], '--gallery galery: no such folder'),
+    (['--gallery', 'GALLERY/03.png'], '--gallery GALLERY/03.png is a file'),
+    (['--gallery', 'test', '--queries', 'tset'], "invalid choice: 'tset'"),
+    (['--gallery', 'test', '--count', '0'], '--count: must be at least 1, got 0'),
+    (['--gallery', 'test', '--count', '-2'], '--count: must be at least 1, got -2'),
+    (['--gallery', 'test', '--class-share', '-1'], '--class-share: must be at least 0'),
+    (['--gallery', 'GALLERY', '--class-share', '10'], '--class-share needs the classes'),
+    (['--gallery', 'test', '--cache', 'NOTES'], '--cache NOTES is a file'),
+    (['--gallery', 'GALLERY', 'GALLERY/missing.png'], 'GALLERY/missing.png: no such file or directory'),
+    (['--gallery', 'GALLERY', '-o', 'NOTES'], '-o NOTES exists and is text'),
+    (['--gallery', 'GALLERY', '-o', 'GALLERY/03.png'], '-o GALLERY/03.png is one of the files this command reads'),
+])
+def test_neighbours_misuse_is_one_line_before_any_image_is_read(neighbours_run, made, tmp_path, capsys, flags, named):
+    run_dir, gallery, notes = neighbours_run
+    out = tmp_path / 'neighbours.png'
+    argv = [f.replace('GALLERY', str(gallery)).replace('NOTES', str(notes)) for f in flags]
+    assert exit_code(['neighbours', '--train-dir', str(run_dir), '-o', str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    named = named.replace('GALLERY', str(gallery)).replace('NOTES', str(notes))
+    assert len(err) == 1 and err[0].startswith('error: ') and named in err[0], err
+    assert made == [] and not out.exists() and not (run_dir / 'gallery_cache').exists()
+
+
+@pytest.mark.slow
+def test_unreadable_queries_or_gallery_are_refused_and_nothing_is_cached(neighbours_run, made, tmp_path, capsys):
+    run_dir, gallery, notes = neighbours_run
+    out, cache = tmp_path / 'neighbours.png', tmp_path / 'cache'
+    command = ['neighbours', '--train-dir', str(run_dir), '-o', str(out), '--cache', str(cache)]
+    assert visualize.main(command + ['--gallery', str(gallery), str(notes)]) == 2       # the only query: no image
+    assert capsys.readouterr().err == 'error: none of the 1 query images could be read: give images AlexNet can ' \
+                                      'decode\n'
+    assert [split.files for split in made] == [[str(notes)]]               # the gallery was not computed
+    assert warnings.formatwarning is cli.format_warning                  # warnings: one `warning:` line each
+    unreadable = tmp_path / 'unreadable'
+    unreadable.mkdir()
+    for name in ('a.png', 'b.jpg'):
+        (unreadable / name).write_bytes(b'not an image')
+    assert visualize.main(command + ['--gallery', str(unreadable), str(gallery / '00.png')]) == 2
+    assert capsys.readouterr().err == 'error: none of the 2 gallery images could be read: give a gallery of images\n'
+    assert not out.exists() and not list(cache.glob('*'))

@@ -14,7 +14,7 @@ import pytest
 
 import import_weights
 import weights_files
-from datasets import DataError
+from errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD_MEMORY = 4 << 30          # address space for a child import_weights.py (TensorFlow alone: ~2 GB)
