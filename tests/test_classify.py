@@ -172,6 +172,7 @@ def test_a_folder_without_images_and_a_csv_in_no_folder_are_one_line(run, tmp_pa
     assert 'there is no folder' in capsys.readouterr().err and not (tmp_path / 'no').exists()
 
 
+@pytest.mark.slow                # the module's trained run
 def test_an_output_that_is_an_image_or_a_file_of_another_kind_is_refused_before_any_work(run, tmp_path, capsys):
     photos = tmp_path / 'photos'
     photos.mkdir()

@@ -50,6 +50,7 @@ def test_a_folder_in_order_with_a_bad_file_named_and_left_out(run, tmp_path, cap
     assert not list(tmp_path.glob('*.tmp-*'))
 
 
+@pytest.mark.slow                # the module's trained run
 def test_bad_arguments_are_one_line_and_write_nothing(run, tmp_path, capsys):
     png = str(sorted(run['tree'].glob('test/class1/*.png'))[0])
     assert features.main(['--train-dir', run['dir'], '-o', str(tmp_path / 'no' / 'f.npz'), png]) == 2
