@@ -73,9 +73,12 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
 
 
 def _accuracy(logits, labels, k):
-    """[top-1, top-k] hit rates of one batch."""
-    return tf.stack([tf.reduce_mean(tf.cast(tf.math.in_top_k(targets=labels, predictions=logits, k=j), tf.float32))
-                     for j in (1, k)])
+    """[top-1, top-k] hit rates of one batch, ties going to the lower class as in evaluation (evaluate.py):
+    tf.math.in_top_k counts every tied class as a hit, so a network whose logits are all equal (--init he
+    starts fc8 at zero) would score 100%."""
+    _, top = tf.math.top_k(tf.cast(logits, tf.float32), k)          # equal values: the lower index first
+    hits = tf.equal(top, tf.cast(labels, top.dtype)[:, None])
+    return tf.stack([tf.reduce_mean(tf.cast(tf.reduce_any(hits[:, :j], axis=1), tf.float32)) for j in (1, k)])
 
 
 def layers_of(train_layers):

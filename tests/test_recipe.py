@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import evaluate
 import parallel
 import recipe
 import settings
@@ -166,3 +167,14 @@ def test_ema_is_the_hand_computed_average_of_the_steps_weights():
     for name in weights:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7, err_msg=name)
     assert not np.allclose(got['fc8_a/weights'], now['fc8_a/weights'])      # an average, not the weights
+
+
+def test_training_accuracy_breaks_ties_as_evaluation_does():
+    """All-equal logits (--init he's fc8 at zero) pick class 0, as evaluate.top_k_hits does: not 100%."""
+    logits = np.array([[0., 0., 0., 0.], [0., 0., 0., 0.], [1., 3., 3., 0.], [5., 1., 1., 1.]], np.float32)
+    labels = np.array([0, 2, 2, 3])
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        top1, top2 = sess.run(recipe._accuracy(tf.constant(logits), tf.constant(labels), 2))
+    assert (top1, top2) == (0.25, 0.5)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert [evaluate.top_k_hits(probs, labels, k).mean() for k in (1, 2)] == [top1, top2]
