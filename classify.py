@@ -172,8 +172,6 @@ def main(argv=None):
     a = parse_args(argv)
     paths = image_paths(a.images, a.recursive)      # files, and (path, why) for what cannot be read
     try:
-        if a.crops < 1 or a.top_k < 1:
-            raise DataError('--crops and --top-k must be at least 1')
         mode, num_crops, _ = cli.crop_mode(a)
         check_outputs(a, [p for p in paths if isinstance(p, str)])
         prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)

@@ -52,8 +52,6 @@ def main(argv=None):
     paths = datasets.image_paths(a.images, a.recursive)     # files, and (path, why) for what cannot be read
     files = [p for p in paths if not isinstance(p, tuple)]
     try:
-        if a.batch_size < 1:
-            raise DataError(f'--batch-size must be at least 1, got {a.batch_size}')
         check_output_file(a.out, '-o', 'npz', files)
         prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
         devices = cli.devices(a.devices)
