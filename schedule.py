@@ -28,7 +28,8 @@ class LearningRate:
             raise DataError('--lr-schedule step needs --lr-steps, e.g. --lr-steps 30,60,80')
         if self.kind == 'onecycle' and not 0 <= self.warmup_epochs < self.epochs:
             raise DataError(f'--warmup-epochs must be at least 0 and fewer than --epochs ({self.epochs}), '
-                            f'got {self.warmup_epochs}')
+                            f'got {self.warmup_epochs} (--dataset demo and the presets set one): give a smaller '
+                            f'--warmup-epochs, or more --epochs')
         self.rate, self.best, self.bad_epochs, self.drops = base, None, 0, 0
         self.total_steps = None          # set by a --time-budget plan (budget.py)
         if state:

@@ -42,3 +42,9 @@ def test_schedule_flag_errors_are_one_line():
         LearningRate(kind='step', lr_steps='30,sixty')
     with pytest.raises(DataError, match='needs --lr-steps'):
         LearningRate(kind='step')
+
+
+def test_a_warm_up_longer_than_the_run_says_where_it_may_come_from():
+    """--dataset demo --epochs 2: the demo's 3 epochs of warm-up do not fit, and the line says who set them."""
+    with pytest.raises(DataError, match=r'fewer than --epochs \(2\), got 3 \(--dataset demo and the presets set one\)'):
+        LearningRate(kind='onecycle', epochs=2, warmup_epochs=3)
