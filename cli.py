@@ -6,7 +6,7 @@ same crop flags (Section 4.1's testing), and each exits with one `error:` line f
 user's mistake (a DataError), never a traceback. A number flag's range is its argparse
 type (whole, number), refused at parse time; the paths a command reads are checked
 before they are opened (input_file: a FIFO would block), and an output
-never replaces an input or a file of another kind (check_replaceable).
+never replaces an input or a file of another kind (files.check_output_file).
 tests/test_misuse.py tries every command's flags with these mistakes.
 """
 import argparse
@@ -109,52 +109,9 @@ def _kind(path, flag, what):
     return 'a FIFO' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'a device'
 
 
-# --- paths a command writes: never over one of its inputs, never over a file of another kind -----------------
-TFLITE_MARK = b'TFL3'     # at bytes 4..8 of a TensorFlow Lite model
-KIND_WORDS = {'json': 'JSON', 'tflite': 'a TensorFlow Lite model', 'pdf': 'a PDF', 'svg': 'an SVG picture'}
-
-
-def kind_of(path):
-    """files.kind_of's words for what an existing file holds, told apart further for these commands' outputs:
-    'json' and 'svg' (text beginning with { or [, and with < ), 'pdf', 'tflite' (a TensorFlow Lite model)."""
-    found = files.kind_of(path)
-    if found not in ('text', 'binary'):
-        return found
-    with open(path, 'rb') as f:
-        head = f.read(8)
-    if head.startswith(b'%PDF'):
-        return 'pdf'
-    if found == 'binary':
-        return 'tflite' if head[4:8] == TFLITE_MARK else found
-    start = head.lstrip()[:1]
-    return 'json' if start in (b'{', b'[') else 'svg' if start == b'<' else 'text'
-
-
 def checkpoint_files(prefix):
     """The files of a checkpoint (.index, .data-*, .json): inputs no output may replace."""
     return glob.glob(glob.escape(prefix) + '.*')
-
-
-def check_replaceable(path, flag, kinds, inputs=()):
-    """A one-line DataError when an existing output path must not be replaced: it is one of the files the
-    command reads (inputs), not a regular file, or a file of another kind than it writes (kinds: kind_of's
-    words; an empty file may always be replaced). With files.check_output_file, before the work."""
-    if not os.path.lexists(path):
-        return
-    if files.is_one_of(path, inputs):
-        raise DataError(f'{flag} {path} is one of the files this command reads: give {flag} a new file name')
-    kind = _kind(path, flag, 'a file name')
-    if kind != 'a file':
-        raise DataError(f'{flag} {path} is {kind}: give a file name')
-    found = kind_of(path)
-    if found not in kinds and found != 'empty':
-        wanted = ' or '.join(map(_kind_words, kinds))
-        raise DataError(f'{flag} {path} exists and is {_kind_words(found)}, not {wanted}: it is not overwritten; '
-                        f'move it away or give another file name')
-
-
-def _kind_words(kind):
-    return KIND_WORDS.get(kind) or files.KIND_NAMES.get(kind, kind)
 
 
 def add_checkpoint_flags(p):

@@ -19,7 +19,7 @@ import tensorflow as tf
 import checkpoints
 import cli
 from errors import DataError
-from files import check_output_file
+from files import check_output_file, check_replaceable
 
 EPOCH_TAGS = ('train/epoch_loss', 'train/epoch_top1', 'val/loss', 'val/top1',
               'val_subset/loss', 'val_subset/top1')        # the last two: train.py --val-subset's epochs
@@ -115,13 +115,14 @@ def parser():
 def check_output(output, train_dir):
     """Before reading the logs: the picture can be written (its folder is made when missing, as for docs/), and
     replaces no log, no checkpoint, no file of another kind."""
-    if os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        check_output_file(output, '-o')
     extension = os.path.splitext(output)[1].lower()
     if extension not in IMAGE_KINDS:
         raise DataError(f'-o {output}: give a picture\'s name ({", ".join(IMAGE_KINDS)})')
     inputs = glob.glob(os.path.join(glob.escape(train_dir), '*'))
-    cli.check_replaceable(output, '-o', IMAGE_KINDS[extension], inputs)
+    if os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        check_output_file(output, '-o', IMAGE_KINDS[extension], inputs)
+    else:
+        check_replaceable(output, '-o', IMAGE_KINDS[extension], inputs)
 
 
 def make_folder(output):

@@ -272,11 +272,9 @@ def check(a):
         raise DataError('--quantize applies to the TFLite model: add --tflite FILE')
     if a.out and os.path.lexists(a.out):
         raise DataError(f'{a.out} already exists: choose a new --out folder or remove it')
-    if a.tflite:
-        check_output_file(a.tflite, '--tflite')
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
     if a.tflite:
-        cli.check_replaceable(a.tflite, '--tflite', ('tflite',), cli.checkpoint_files(prefix))
+        check_output_file(a.tflite, '--tflite', 'tflite', cli.checkpoint_files(prefix))
         check_labels(labels_path(a.tflite), meta)
     return prefix, meta
 

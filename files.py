@@ -69,10 +69,8 @@ def _write_then_rename(tmp, path, write, how):
 
 def check_output_file(path, what, kind=None, inputs=()):
     """A DataError (one line) unless a file can be written at path: it is not a folder, its folder exists and
-    is writable, and what is there already may be replaced: never one of the inputs (the files the command
-    reads, compared as files: a link or another name of one is refused too), only a regular file of the
-    output's kind (KIND_NAMES: 'npz', 'text', 'png') or an empty one. Called before the work whose result
-    it will hold; `what` names it (a flag)."""
+    is writable, and what is there already may be replaced (check_replaceable). Called before the work whose
+    result it will hold; `what` names it (a flag)."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f'{what} {path} is a folder: give a file name (in it, or elsewhere)')
@@ -80,17 +78,26 @@ def check_output_file(path, what, kind=None, inputs=()):
         raise DataError(f'{what} {path}: there is no folder {folder}: create it first or choose another path')
     if not os.access(folder, os.W_OK):
         raise DataError(f'{what} {path}: the folder {folder} cannot be written to: choose another path')
+    check_replaceable(path, what, kind, inputs)
+
+
+def check_replaceable(path, what, kind=None, inputs=()):
+    """A DataError (one line) when what is at path must not be replaced: one of the inputs (the files the command
+    reads, compared as files: a link or another name of one is refused too), anything but a regular file, or a
+    file of another kind than the output's (kind: one of KIND_NAMES, or a tuple of them; an empty file may
+    always be replaced)."""
     if not os.path.exists(path):          # nothing there (or a link to nothing, which is replaced, not followed)
         return
     if is_one_of(path, inputs):
         raise DataError(f'{what} {path} is one of the files to read: writing it would destroy it; give {what} '
                         f'a new file name {PATTERN_HINT.format(what)}')
-    if kind is not None:
-        found = kind_of(path)
-        if found not in (kind, 'empty'):
-            hint = f' {PATTERN_HINT.format(what)}' if found in IMAGE_KINDS else ''
-            raise DataError(f'{what} {path} exists and is {KIND_NAMES.get(found, found)}, not {KIND_NAMES[kind]}: '
-                            f'it is left as it is; move it away or give {what} another name{hint}')
+    kinds = (kind,) if isinstance(kind, str) else kind
+    found = kind_of(path)
+    if found == 'special' or kinds and found not in (*kinds, 'empty'):
+        hint = f' {PATTERN_HINT.format(what)}' if found in IMAGE_KINDS else ''
+        wanted = ' or '.join(KIND_NAMES[k] for k in kinds) if kinds else 'a regular file'
+        raise DataError(f'{what} {path} exists and is {KIND_NAMES.get(found, found)}, not {wanted}: '
+                        f'it is left as it is; move it away or give {what} another name{hint}')
 
 
 def is_one_of(path, inputs):
@@ -110,6 +117,7 @@ def is_one_of(path, inputs):
 
 
 KIND_NAMES = {'npz': 'an .npz of arrays', 'text': 'text', 'png': 'a PNG image', 'empty': 'empty',
+              'json': 'JSON', 'svg': 'an SVG picture', 'pdf': 'a PDF', 'tflite': 'a TensorFlow Lite model',
               'jpeg': 'a JPEG image', 'gif': 'a GIF image', 'bmp': 'a BMP image', 'zip': 'a zip archive',
               'binary': 'binary data (not text)', 'special': 'not a regular file (a pipe, device or socket)',
               'unreadable': 'a file that cannot be read'}
@@ -118,6 +126,7 @@ SIGNATURES = ((b'\x89PNG\r\n\x1a\n', 'png'), (b'\xff\xd8\xff', 'jpeg'), (b'GIF8'
 IMAGE_KINDS = ('png', 'jpeg', 'gif', 'bmp')
 PATTERN_HINT = '(a shell pattern such as *.png right after {0} puts its first match there)'
 HEAD_BYTES = 8192          # read to tell text from binary
+TFLITE_MARK = b'TFL3'      # at bytes 4..8 of a TensorFlow Lite model
 
 
 def kind_of(path):
@@ -142,8 +151,15 @@ def kind_of(path):
             return 'binary'
         return 'npz' if all(n.endswith('.npy') for n in names) else 'zip'
     if found == 'bmp' and b'\0' not in head:         # text that begins with "BM"
-        return 'text'
-    return found or ('binary' if b'\0' in head else 'text')
+        found = None
+    if found:
+        return found
+    if head.startswith(b'%PDF'):
+        return 'pdf'
+    if b'\0' in head:
+        return 'tflite' if head[4:8] == TFLITE_MARK else 'binary'
+    start = head.lstrip()[:1]
+    return 'json' if start in (b'{', b'[') else 'svg' if start == b'<' else 'text'
 
 
 TEMPORARY = '.tmp-'        # write_whole's temporary beside NAME: .NAME.tmp-HOST-PID

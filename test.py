@@ -89,7 +89,7 @@ def evaluate_checkpoint(a):
     """Run the evaluation; returns the figures as a dict (what --json writes)."""
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
     if a.json:
-        cli.check_replaceable(a.json, '--json', ('json',), cli.checkpoint_files(prefix))
+        check_output_file(a.json, '--json', 'json', cli.checkpoint_files(prefix))
     mode, n, words = cli.crop_mode(a)
     devices = cli.devices(a.devices)
     name, which, split = load_split(a, meta)

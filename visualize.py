@@ -120,7 +120,7 @@ def checkpoint_files(prefix):
 def check_output(path, inputs):
     """-o, before the work: it replaces none of the files read, and no file but a picture of its kind."""
     kinds = OUTPUT_KINDS.get(os.path.splitext(path)[1].lower(), ('png',))
-    cli.check_replaceable(path, '-o', kinds, inputs)
+    check_output_file(path, '-o', kinds, inputs)
 
 
 def write_png(path, picture):

@@ -6,6 +6,7 @@ import warnings
 import pytest
 
 import cli
+import files
 from errors import DataError
 
 
@@ -68,12 +69,12 @@ def test_numbers_out_of_range_are_refused_at_parse_time(capsys):
 def test_an_output_replaces_only_a_file_of_its_kind_that_is_no_input(tmp_path):
     (tmp_path / 'old.json').write_text('{"top1": 0.5}')
     (tmp_path / 'photo.json').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(100))
-    cli.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',))
-    cli.check_replaceable(str(tmp_path / 'new.json'), '--json', ('json',))
+    files.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',))
+    files.check_replaceable(str(tmp_path / 'new.json'), '--json', ('json',))
     with pytest.raises(DataError, match='photo.json exists and is a PNG image, not JSON'):
-        cli.check_replaceable(str(tmp_path / 'photo.json'), '--json', ('json',))
-    with pytest.raises(DataError, match='is one of the files this command reads'):
-        cli.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',), [str(tmp_path / 'old.json')])
+        files.check_replaceable(str(tmp_path / 'photo.json'), '--json', ('json',))
+    with pytest.raises(DataError, match='is one of the files to read'):
+        files.check_replaceable(str(tmp_path / 'old.json'), '--json', ('json',), [str(tmp_path / 'old.json')])
     os.mkfifo(tmp_path / 'fifo.json')
-    with pytest.raises(DataError, match='is a FIFO: give a file name'):
-        cli.check_replaceable(str(tmp_path / 'fifo.json'), '--json', ('json',))
+    with pytest.raises(DataError, match='is not a regular file'):
+        files.check_replaceable(str(tmp_path / 'fifo.json'), '--json', ('json',))

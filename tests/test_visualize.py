@@ -134,7 +134,7 @@ def test_kernels_of_an_ema_run_are_its_averages(tmp_path, capsys):
     assert '(their --ema averages)' in lines[-3]
     index = Path(prefix + '.index').read_bytes()
     assert visualize.main(['kernels', '--checkpoint', prefix, '-o', prefix + '.index']) == 2     # never over an input
-    assert 'is one of the files this command reads' in capsys.readouterr().err
+    assert 'is one of the files to read' in capsys.readouterr().err
     assert Path(prefix + '.index').read_bytes() == index
 
 
@@ -201,7 +201,7 @@ def exit_code(argv):
     (['--gallery', 'test', '--cache', 'NOTES'], '--cache NOTES is a file'),
     (['--gallery', 'GALLERY', 'GALLERY/missing.png'], 'GALLERY/missing.png: no such file or directory'),
     (['--gallery', 'GALLERY', '-o', 'NOTES'], '-o NOTES exists and is text'),
-    (['--gallery', 'GALLERY', '-o', 'GALLERY/03.png'], '-o GALLERY/03.png is one of the files this command reads'),
+    (['--gallery', 'GALLERY', '-o', 'GALLERY/03.png'], '-o GALLERY/03.png is one of the files to read'),
 ])
 def test_neighbours_misuse_is_one_line_before_any_image_is_read(neighbours_run, made, tmp_path, capsys, flags, named):
     run_dir, gallery, notes = neighbours_run
