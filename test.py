@@ -88,7 +88,7 @@ def eval_data(split, meta, a):
 def evaluate_checkpoint(a):
     """Run the evaluation; returns the figures as a dict (what --json writes)."""
     prefix, meta = checkpoints.for_use(a.train_dir, a.checkpoint)
-    if a.json:
+    if a.json:          # before the evaluation, not after it
         check_output_file(a.json, '--json', 'json', cli.checkpoint_files(prefix))
     mode, n, words = cli.crop_mode(a)
     devices = cli.devices(a.devices)
@@ -112,8 +112,6 @@ def main(argv=None):
     cli.one_line_warnings()
     a = parse_args(argv)
     try:
-        if a.json:
-            check_output_file(a.json, '--json')      # before the evaluation, not after it
         r = evaluate_checkpoint(a)
     except DataError as e:
         return cli.fail(e)

@@ -10,6 +10,7 @@ import checkpoints
 import datasets
 import embedding
 from errors import DataError
+import helpers
 from helpers import CHECKPOINT_META, make_run
 
 
@@ -41,28 +42,15 @@ def test_the_gallery_is_computed_once_and_read_from_the_cache(tmp_path, monkeypa
 
 # ---------------------------------------------------------------- the cache, without a network
 
-WIDTH = 4096                    # fc7
+WIDTH = helpers.FEATURE_WIDTH     # fc7
 META = dict(CHECKPOINT_META)
 STAMP = 1_600_000_000_000_000_000      # a file time in ns, set by hand: no test reads the clock
 
 
-class FakeExtractor:
-    """embedding.Extractor's interface: each file's vector is its bytes' sum; a file holding b'bad' is
-    unreadable. Each one made is recorded in `made` (the splits it was given)."""
-    made = None
-
-    def __init__(self, prefix, meta, split, layer='fc7', batch_size=None, devices=None):
-        self.made.append(split)
-        self.split = split
-
-    def run(self, show_progress=True):
-        contents = [Path(f).read_bytes() for f in self.split.files]
-        rows = np.array([i for i, c in enumerate(contents) if c != b'bad'], np.int64)
-        vectors = np.array([np.full(WIDTH, sum(contents[i]), np.float32) for i in rows], np.float32)
-        return vectors.reshape(len(rows), WIDTH), rows
-
-    def close(self):
-        pass
+class FakeExtractor(helpers.FakeExtractor):
+    """Each file's vector is its bytes' sum; a file holding b'bad' is unreadable."""
+    readable = staticmethod(lambda contents: contents != b'bad')
+    value = staticmethod(sum)
 
 
 @pytest.fixture

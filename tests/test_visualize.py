@@ -140,23 +140,9 @@ def test_kernels_of_an_ema_run_are_its_averages(tmp_path, capsys):
 
 # ---------------------------------------------------------------- neighbours: misuse, refused before any work
 
-class RecordingExtractor:
-    """embedding.Extractor's interface without a network: each file's vector is made from its bytes, a
-    file that is not a PNG is unreadable; the splits it is given are recorded in `made`."""
-    made = None
-
-    def __init__(self, prefix, meta, split, layer='fc7', batch_size=None, devices=None):
-        self.made.append(split)
-        self.split = split
-
-    def run(self, show_progress=True):
-        contents = [Path(f).read_bytes() for f in self.split.files]
-        rows = np.array([i for i, c in enumerate(contents) if c.startswith(b'\x89PNG')], np.int64)
-        vectors = np.array([np.full(4096, len(contents[i]), np.float32) for i in rows], np.float32)
-        return vectors.reshape(len(rows), 4096), rows
-
-    def close(self):
-        pass
+class RecordingExtractor(helpers.FakeExtractor):
+    """A file that is not a PNG is unreadable; a vector is made from its file's length."""
+    readable = staticmethod(lambda contents: contents.startswith(b'\x89PNG'))
 
 
 @pytest.fixture
